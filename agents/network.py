@@ -1,0 +1,243 @@
+"""The network agent (operator's network AI): orchestrates federated training rounds over MQTT.
+
+One round (paper §3.2.3.2, five steps): publish the global model → devices download it and train
+locally → they upload updates → the network waits for every expected update (or declares the
+sender a straggler) → it aggregates **sorted by sender id**, evaluates on held-out data, records KPIs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from mesa import Agent
+from torch import nn
+
+from agents.device import Device, DeviceState
+from broker.model_exchange import ReceivedModel
+from twin.errors import RunAbortedError
+from twin.kpi import co2_kg, compute_energy_j
+from twin.learning.aggregation import ClientUpdate, Params, Strategy
+from twin.learning.cohort import evaluate, make_schedule, steps_per_device, train_cohort
+from twin.learning.task import TaskData
+from twin.settings import BusConfig, FederatedConfig
+
+if TYPE_CHECKING:
+    from twin.model import TwinModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RoundState:
+    """Book-keeping of the round in progress."""
+
+    index: int
+    start_s: float
+    selected: list[str]
+    offline: list[str] = field(default_factory=list)
+    arrivals_s: dict[str, float] = field(default_factory=dict)
+    updates: dict[str, ClientUpdate] = field(default_factory=dict)
+    global_received: bool = False
+    energy_mark: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class NetworkAgent(Agent):
+    """Aggregates models, keeps a registry of global models, and records each round's KPIs."""
+
+    kind: ClassVar[str] = "network"
+
+    def __init__(
+        self, model: TwinModel, *, service: str, net: nn.Module, initial: Params, task: TaskData,
+        strategy: Strategy, fl: FederatedConfig, bus_cfg: BusConfig, train_flops_per_sample: float,
+    ) -> None:
+        super().__init__(model)
+        self.agent_id = "network"
+        self.service = service
+        self.net = net
+        self.global_params: Params = {k: v.clone() for k, v in initial.items()}
+        self.task = task
+        self.strategy = strategy
+        self.fl = fl
+        self.bus_cfg = bus_cfg
+        self.train_flops_per_sample = train_flops_per_sample
+        self.registry: dict[int, float] = {}
+        self.round: RoundState | None = None
+        self.rounds_done = 0
+        self.last_accuracy = float("nan")
+        model.exchange.register_template(service, self.global_params)
+        self.model_bits = 8 * model.exchange.payload_bytes(self.global_params)
+
+    # ---- round life cycle -------------------------------------------------------------------
+    def start(self, at_s: float) -> None:
+        """Schedule the first round."""
+        self.model.schedule_event(self.start_round, at=at_s)
+
+    def start_round(self) -> None:
+        """Publish the global model, let the selected devices train and upload, then close the round."""
+        model = self.model
+        index = self.rounds_done + 1
+        devices = sorted(model.devices, key=lambda d: d.agent_id)
+        rng = model.seeds.numpy(f"fl/select/{index}")
+        n_pick = max(1, round(self.fl.clients_per_round * len(devices)))
+        picked = sorted(rng.choice(len(devices), size=n_pick, replace=False)) if n_pick < len(devices) else range(
+            len(devices))
+        state = RoundState(index, model.time, [devices[i].agent_id for i in picked], energy_mark=model.energy.snapshot())
+        self.round = state
+        meta = {"round": index, "service": self.service, "sender": self.agent_id, "sim_time_s": model.time,
+                "deadline_s": self.fl.deadline_s}
+        topic = model.topics.global_model(self.service, index)
+        model.exchange.send(topic, self.global_params, meta, retain=True)
+        self._wait(lambda: state.global_received, what=f"global model of round {index}",
+                   resend=lambda: model.exchange.resend(topic, None))
+        self._train_and_upload(state)
+        expected = [a for a in state.selected if a not in state.offline]
+        self._wait(lambda: all(a in state.updates for a in expected), what=f"updates of round {index}",
+                   resend=lambda: [model.exchange.request_resend(self.service, index, a)
+                                   for a in expected if a not in state.updates])
+        deadline = state.start_s + self.fl.deadline_s
+        on_time = [state.arrivals_s[a] for a in expected if state.arrivals_s[a] <= deadline]
+        waits_for_deadline = len(on_time) < len(expected)
+        end_s = deadline if waits_for_deadline or not on_time else max(on_time)
+        for agent_id in expected:
+            if state.arrivals_s[agent_id] > deadline:
+                model.device(agent_id).mark(DeviceState.STRAGGLER)
+        model.schedule_event(self.end_round, at=end_s)
+
+    def _train_and_upload(self, state: RoundState) -> None:
+        model = self.model
+        rng = model.seeds.numpy(f"fl/dropout/{state.index}")
+        drops = rng.random(len(state.selected)) < self.fl.dropout_prob
+        active: list[Device] = []
+        for agent_id, dropped in zip(state.selected, drops, strict=True):
+            device = model.device(agent_id)
+            if dropped:
+                state.offline.append(agent_id)
+                device.mark(DeviceState.OFFLINE)
+                model.telemetry.event(device.kind, agent_id, model.steps, model.time, "offline",
+                                      round=state.index)
+            else:
+                active.append(device)
+        if not active:
+            return
+        data = [d.data for d in active]
+        schedule = make_schedule(
+            [d.n_samples for d in active], epochs=self.fl.local_epochs, batch_size=self.fl.batch_size,
+            rngs=[model.seeds.numpy(f"fl/batches/{state.index}/{d.agent_id}") for d in active],
+        )
+        trained = train_cohort(self.net, self.global_params, data, schedule, lr=self.fl.lr,
+                               proximal_mu=self.strategy.proximal_mu)
+        for device, params in zip(active, trained, strict=True):
+            n_steps = steps_per_device(device.n_samples, self.fl.local_epochs, self.fl.batch_size)
+            flops = self.train_flops_per_sample * min(n_steps * self.fl.batch_size,
+                                                      device.n_samples * self.fl.local_epochs)
+            timing = device.plan_round(state.start_s, download_bits=self.model_bits, train_flops=flops,
+                                       upload_bits=self.model_bits)
+            model.book_round_energy(device, flops=flops, timing=timing, bits=self.model_bits,
+                                     max_s=self.fl.deadline_s)
+            device.local_params = params
+            arrival = state.start_s + timing.total_s
+            meta = {"round": state.index, "service": self.service, "agent_id": device.agent_id,
+                    "n_samples": device.n_samples, "sim_arrival_s": repr(arrival), "sim_time_s": state.start_s}
+            model.exchange.send(model.topics.update(self.service, state.index, device.agent_id), params, meta)
+
+    def _wait(self, done: Any, *, what: str, resend: Any) -> None:
+        """Pump the bus until ``done()``; ask again after ``resend_after_s``; abort after the timeout."""
+        model = self.model
+        started = time.monotonic()
+        last_resend = started
+        while not done():
+            model.bus.check()
+            model.pump(timeout_s=0.05)
+            now = time.monotonic()
+            if done():
+                break
+            if now - started > self.bus_cfg.barrier_timeout_s:
+                raise RunAbortedError(f"{what} incomplete after {self.bus_cfg.barrier_timeout_s:.0f} s of waiting")
+            if now - last_resend > self.bus_cfg.resend_after_s:
+                log.warning("%s incomplete after %.1f s: asking again", what, now - started)
+                model.bus.stats.reject("resend_requested")
+                resend()
+                last_resend = now
+
+    def on_model(self, received: ReceivedModel) -> None:
+        """Route a complete model message of this service (called from :meth:`TwinModel.pump`)."""
+        state = self.round
+        if state is None or received.round_index != state.index:
+            self.model.bus.stats.reject("late")
+            return
+        if received.kind == "global":
+            state.global_received = True
+            return
+        agent_id = received.agent_id
+        if agent_id is None or agent_id not in state.selected or agent_id in state.offline:
+            self.model.bus.stats.reject("unexpected")
+            return
+        payload = received.payload
+        state.arrivals_s[agent_id] = payload.meta_float("sim_arrival_s")
+        state.updates[agent_id] = ClientUpdate(agent_id, payload.meta_int("n_samples"), payload.tensors)
+
+    def end_round(self) -> None:
+        """Aggregate the on-time updates sorted by sender, evaluate, record the round's KPIs."""
+        model = self.model
+        state = self.round
+        assert state is not None
+        deadline = state.start_s + self.fl.deadline_s
+        accepted = [state.updates[a] for a in sorted(state.updates) if state.arrivals_s[a] <= deadline]
+        stragglers = sorted(a for a in state.updates if state.arrivals_s[a] > deadline)
+        self.global_params = self.strategy.aggregate(self.global_params, accepted)
+        agg_flops = 2.0 * sum(v.numel() for v in self.global_params.values()) * max(1, len(accepted))
+        edge = model.edge_profile
+        model.energy.add("network", "aggregation", float(compute_energy_j(agg_flops, edge.efficiency_flops_per_j)))
+        accuracy, loss = evaluate(self.net, self.global_params, self.task.test_x, self.task.test_y)
+        self.registry[state.index] = accuracy
+        self.last_accuracy = accuracy
+        participants = [model.device(a) for a in state.selected]
+        reliability = float(np.mean([d.reliability for d in participants])) if participants else 0.0
+        device_j, network_j = model.energy.since(state.energy_mark)
+        row = {
+            "round": state.index,
+            "sim_time_s": model.time,
+            "round_latency_s": model.time - state.start_s,
+            "selected": len(state.selected),
+            "accepted": len(accepted),
+            "stragglers": len(stragglers),
+            "offline": len(state.offline),
+            "samples": sum(u.n_samples for u in accepted),
+            "accuracy": accuracy,
+            "loss": loss,
+            "link_reliability": reliability,
+            "service_accuracy": accuracy * reliability,
+            "energy_device_j": device_j,
+            "energy_network_j": network_j,
+            "energy_round_j": device_j + network_j,
+            "energy_total_j": model.energy.total(),
+            "co2_total_g": 1000.0 * float(co2_kg(model.energy.total(), model.carbon.ecr_kg_per_kwh)),
+            "bits_up": self.model_bits * len(state.updates),
+            "bits_down": self.model_bits * (len(state.selected) - len(state.offline)),
+        }
+        model.record_kpi(row)
+        for agent_id in stragglers:
+            device = model.device(agent_id)
+            model.telemetry.event(device.kind, agent_id, model.steps, model.time, "straggler", round=state.index)
+        for device in participants:
+            device.end_round()
+        model.exchange.forget_sent(state.index)
+        self.rounds_done = state.index
+        self.round = None
+        if model.rounds_limit is not None and self.rounds_done >= model.rounds_limit:
+            model.running = False
+            return
+        model.schedule_event(self.start_round, at=model.time + self.fl.round_interval_s)
+
+    def telemetry(self) -> dict[str, float | int | str]:
+        """Flat telemetry fields of the network agent."""
+        return {"rounds_done": self.rounds_done, "accuracy": _finite(self.last_accuracy),
+                "model_bits": self.model_bits}
+
+
+def _finite(value: float) -> float:
+    return value if np.isfinite(value) else -1.0

@@ -1,0 +1,172 @@
+"""Model exchange over the bus: send tensors whole or chunked, reassemble, validate, dedupe, resend.
+
+Every rejected message (malformed, oversized, unknown topic, replayed) is logged and counted in
+``bus.stats`` and never raises out of :meth:`ModelExchange.receive`, so a hostile or broken publisher
+cannot crash or corrupt a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from broker.bus import Bus, Message
+from broker.codec import ChunkAssembler, ModelPayload, WireDtype, decode_model, encode_model, split_chunks
+from broker.topics import ModelTopic, Topics, parse_model_topic
+from twin.errors import PayloadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedModel:
+    """A complete, validated model message."""
+
+    kind: str  # "global" or "update"
+    service: str
+    round_index: int
+    agent_id: str | None
+    payload: ModelPayload
+
+
+@dataclass(frozen=True, slots=True)
+class ResendRequest:
+    """A receiver asks ``agent_id`` to publish again the chunks it is missing."""
+
+    service: str
+    round_index: int
+    agent_id: str
+    chunks: tuple[int, ...] | None  # None: everything, including the manifest
+
+
+class ModelExchange:
+    """Publishes and receives model tensors for one run."""
+
+    def __init__(
+        self, bus: Bus, topics: Topics, *, chunk_bytes: int, max_payload_bytes: int, wire_dtype: WireDtype = "fp32",
+    ) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.chunk_bytes = chunk_bytes
+        self.max_payload_bytes = max_payload_bytes
+        self.wire_dtype: WireDtype = wire_dtype
+        self._assembler = ChunkAssembler(max_bytes=max_payload_bytes)
+        self._delivered: set[tuple[str, str, int, str | None]] = set()
+        self._sent: dict[str, tuple[bytes, list[bytes]]] = {}
+        self._templates: dict[str, Mapping[str, torch.Tensor]] = {}
+
+    def register_template(self, service: str, template: Mapping[str, torch.Tensor]) -> None:
+        """Tensor names and shapes every model of ``service`` must have."""
+        self._templates[service] = {k: v.detach() for k, v in template.items()}
+
+    def payload_bytes(self, tensors: Mapping[str, torch.Tensor]) -> int:
+        """Size in bytes of ``tensors`` as this exchange encodes them (with a typical envelope)."""
+        envelope = {"round": 0, "service": "s", "agent_id": "a" * 8, "n_samples": 0, "sim_time_s": 0.0}
+        return len(encode_model(tensors, envelope, self.wire_dtype))
+
+    def send(
+        self, topic: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any], *, retain: bool = False
+    ) -> int:
+        """Publish a model on ``topic`` (chunked above the limit); returns the payload size in bytes."""
+        payload = encode_model(tensors, metadata, self.wire_dtype)
+        if len(payload) <= self.chunk_bytes:
+            self.bus.publish(topic, payload, qos=1, retain=retain)
+            self._sent[topic] = (payload, [])
+            return len(payload)
+        manifest, chunks = split_chunks(payload, self.chunk_bytes)
+        self._sent[topic] = (manifest.to_bytes(), chunks)
+        self.bus.publish(f"{topic}/manifest", manifest.to_bytes(), qos=1, retain=retain)
+        for i, chunk in enumerate(chunks):
+            self.bus.publish(f"{topic}/chunk/{i}", chunk, qos=1, retain=retain)
+        return len(payload)
+
+    def resend(self, topic: str, chunks: tuple[int, ...] | None) -> bool:
+        """Publish again (part of) what was sent on ``topic``; False if nothing was sent there."""
+        sent = self._sent.get(topic)
+        if sent is None:
+            return False
+        head, parts = sent
+        if not parts:
+            self.bus.publish(topic, head, qos=1)
+            return True
+        if chunks is None:
+            self.bus.publish(f"{topic}/manifest", head, qos=1)
+        for i in chunks if chunks is not None else range(len(parts)):
+            if 0 <= i < len(parts):
+                self.bus.publish(f"{topic}/chunk/{i}", parts[i], qos=1)
+        return True
+
+    def forget_sent(self, round_index: int) -> None:
+        """Drop kept payloads of rounds before ``round_index`` (they can no longer be asked for)."""
+        for topic in [t for t in self._sent if _round_of(self.topics, t) < round_index]:
+            del self._sent[topic]
+
+    def request_resend(self, service: str, round_index: int, agent_id: str) -> None:
+        """Ask ``agent_id`` for the chunks of its update that have not arrived."""
+        key = self.topics.update(service, round_index, agent_id)
+        missing = self._assembler.missing(key)
+        body = b"*" if missing is None else ",".join(str(i) for i in missing).encode()
+        self.bus.publish(self.topics.resend(service, round_index, agent_id), body, qos=1)
+
+    def receive(self, message: Message) -> ReceivedModel | ResendRequest | None:
+        """Handle one message under ``…/ml/``; returns a complete model, a resend request, or None."""
+        parsed = parse_model_topic(self.topics, message.topic)
+        if parsed is None:
+            return self._reject("unknown", message.topic, "not a model topic of this run")
+        try:
+            if parsed.kind == "resend":
+                return _parse_resend(parsed, message.payload)
+            return self._receive_model(parsed, message)
+        except PayloadError as exc:
+            return self._reject(exc.kind, message.topic, str(exc))
+
+    def _receive_model(self, parsed: ModelTopic, message: Message) -> ReceivedModel | None:
+        key = (
+            self.topics.update(parsed.service, parsed.round_index, parsed.agent_id)
+            if parsed.kind == "update" and parsed.agent_id is not None
+            else self.topics.global_model(parsed.service, parsed.round_index)
+        )
+        ident = (parsed.kind, parsed.service, parsed.round_index, parsed.agent_id)
+        if ident in self._delivered:
+            raise PayloadError("duplicate", "model message already delivered (replayed or re-sent)")
+        if parsed.part == "whole":
+            payload: bytes | None = message.payload
+        elif parsed.part == "manifest":
+            payload = self._assembler.add_manifest(key, message.payload)
+        else:
+            assert parsed.chunk_index is not None
+            payload = self._assembler.add_chunk(key, parsed.chunk_index, message.payload)
+        if payload is None:
+            return None
+        model = decode_model(payload, max_bytes=self.max_payload_bytes, template=self._templates.get(parsed.service))
+        if model.metadata.get("round") != str(parsed.round_index) or (
+            parsed.agent_id is not None and model.metadata.get("agent_id") != parsed.agent_id
+        ):
+            raise PayloadError("malformed", "model metadata does not match its topic (round or sender)")
+        self._delivered.add(ident)
+        return ReceivedModel(parsed.kind, parsed.service, parsed.round_index, parsed.agent_id, model)
+
+    def _reject(self, kind: str, topic: str, why: str) -> None:
+        self.bus.stats.reject(kind)
+        log.warning("rejected %s message on %s: %s", kind, topic, why)
+        return None
+
+
+def _parse_resend(parsed: ModelTopic, body: bytes) -> ResendRequest:
+    assert parsed.agent_id is not None
+    if body == b"*":
+        return ResendRequest(parsed.service, parsed.round_index, parsed.agent_id, None)
+    try:
+        chunks = tuple(int(x) for x in body.decode().split(",") if x)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError("malformed", "resend request is not a list of chunk indices") from exc
+    return ResendRequest(parsed.service, parsed.round_index, parsed.agent_id, chunks)
+
+
+def _round_of(topics: Topics, topic: str) -> int:
+    parsed = parse_model_topic(topics, topic)
+    return parsed.round_index if parsed is not None else -1

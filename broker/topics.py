@@ -1,0 +1,140 @@
+"""The versioned MQTT topic tree (ARCHITECTURE.md, "MQTT (contract)").
+
+All topics live under ``twin/v1/{run_id}/`` with no leading slash::
+
+    twin/v1/{run_id}/meta                                   retained run description
+    twin/v1/{run_id}/status                                 retained, last-will "aborted"
+    twin/v1/{run_id}/kpi                                    run-level KPI records
+    twin/v1/{run_id}/agents/{kind}/{agent_id}/telemetry
+    twin/v1/{run_id}/agents/{kind}/{agent_id}/events
+    twin/v1/{run_id}/ml/{service}/{round}/global            retained global model (safetensors)
+    twin/v1/{run_id}/ml/{service}/{round}/update/{agent_id} local update (safetensors)
+
+A model payload larger than the chunk limit is sent as a JSON manifest on ``…/manifest`` below its
+topic and raw byte chunks on ``…/chunk/{index}``. Missing chunks are asked for again on
+``twin/v1/{run_id}/ml/{service}/{round}/resend/{agent_id}``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PREFIX = "twin/v1"
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def check_segment(value: str, what: str) -> str:
+    """Return ``value`` if it is a safe topic segment (no ``/``, ``+``, ``#`` or spaces).
+
+    Raises:
+        ValueError: when the segment would break the topic tree.
+    """
+    if not _SEGMENT.match(value):
+        raise ValueError(f"{what} {value!r} must match {_SEGMENT.pattern} to be used in an MQTT topic")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic builder for one run."""
+
+    run_id: str
+
+    def __post_init__(self) -> None:
+        check_segment(self.run_id, "run_id")
+
+    @property
+    def root(self) -> str:
+        """Root of this run's topic tree."""
+        return f"{PREFIX}/{self.run_id}"
+
+    @property
+    def meta(self) -> str:
+        """Retained run description."""
+        return f"{self.root}/meta"
+
+    @property
+    def status(self) -> str:
+        """Retained run status; the last will sets it to ``aborted``."""
+        return f"{self.root}/status"
+
+    @property
+    def kpi(self) -> str:
+        """Run-level KPI records."""
+        return f"{self.root}/kpi"
+
+    def telemetry(self, kind: str, agent_id: str) -> str:
+        """Per-agent telemetry topic."""
+        return f"{self.root}/agents/{kind}/{agent_id}/telemetry"
+
+    def events(self, kind: str, agent_id: str) -> str:
+        """Per-agent event topic."""
+        return f"{self.root}/agents/{kind}/{agent_id}/events"
+
+    def global_model(self, service: str, round_index: int) -> str:
+        """Retained global model of a federated round."""
+        return f"{self.root}/ml/{service}/{round_index}/global"
+
+    def update(self, service: str, round_index: int, agent_id: str) -> str:
+        """A device's local update for a federated round."""
+        return f"{self.root}/ml/{service}/{round_index}/update/{agent_id}"
+
+    def resend(self, service: str, round_index: int, agent_id: str) -> str:
+        """Request to a device to send missing chunks of its update again."""
+        return f"{self.root}/ml/{service}/{round_index}/resend/{agent_id}"
+
+    def ml_filter(self, service: str) -> str:
+        """Subscription filter for all model traffic of a service."""
+        return f"{self.root}/ml/{service}/#"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTopic:
+    """A parsed model-exchange topic."""
+
+    service: str
+    round_index: int
+    kind: str  # "global", "update" or "resend"
+    agent_id: str | None
+    part: str  # "whole", "manifest" or "chunk"
+    chunk_index: int | None
+
+
+def parse_model_topic(topics: Topics, topic: str) -> ModelTopic | None:
+    """Parse a topic under ``…/ml/``; ``None`` when it is not a well-formed model topic."""
+    prefix = f"{topics.root}/ml/"
+    if not topic.startswith(prefix):
+        return None
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return None
+    service, round_index, kind, rest = parts[0], int(parts[1]), parts[2], parts[3:]
+    agent_id: str | None = None
+    if kind in ("update", "resend"):
+        if not rest:
+            return None
+        agent_id, rest = rest[0], rest[1:]
+    elif kind != "global":
+        return None
+    if not rest:
+        return ModelTopic(service, round_index, kind, agent_id, "whole", None)
+    if rest == ["manifest"]:
+        return ModelTopic(service, round_index, kind, agent_id, "manifest", None)
+    if len(rest) == 2 and rest[0] == "chunk" and rest[1].isdigit():
+        return ModelTopic(service, round_index, kind, agent_id, "chunk", int(rest[1]))
+    return None
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT 3.1.1 topic-filter matching with ``+`` and ``#`` wildcards."""
+    filter_parts = topic_filter.split("/")
+    topic_parts = topic.split("/")
+    for i, part in enumerate(filter_parts):
+        if part == "#":
+            return True
+        if i >= len(topic_parts):
+            return False
+        if part != "+" and part != topic_parts[i]:
+            return False
+    return len(filter_parts) == len(topic_parts)

@@ -1,0 +1,1 @@
+"""aiaas-twin core: model and clock, config, radio, KPIs, learning, telemetry, CLI."""

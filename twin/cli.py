@@ -1,0 +1,143 @@
+"""The ``twin`` command line: list, run, broker (and more as the project grows).
+
+Exit codes: 0 success · 1 error · 2 bad input (unknown scenario, bad config) · 3 broker unreachable ·
+4 run aborted (records kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from twin.config import parse_set_options
+from twin.errors import TwinError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="aiaas-twin: digital twin of 6G AI-as-a-Service use cases.")
+console = Console()
+err_console = Console(stderr=True)
+
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key=value (repeatable).")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random stream.")]
+
+
+@app.command("list")
+def list_scenarios() -> None:
+    """List the named scenarios."""
+    from usecases import registry
+
+    table = Table("scenario", "paper §", "what it does", box=None)
+    for name in registry.names():
+        spec = registry.get(name)
+        table.add_row(name, spec.paper_section, spec.summary)
+    console.print(table)
+
+
+@app.command("run")
+def run(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (see `twin list`).")],
+    seed: SeedOption = 0,
+    until: Annotated[float | None, typer.Option("--until", help="Stop at this simulated time (s).")] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", help="Number of federated rounds.")] = None,
+    set_: SetOption = None,
+    broker: Annotated[str, typer.Option("--broker", help="embedded | local | mqtt[s]://[user:pass@]host:port")] = "embedded",
+    out: Annotated[Path, typer.Option("--out", help="Parent folder of run directories.")] = Path("runs"),
+) -> None:
+    """Run a scenario; show progress, then its KPI summary and run directory."""
+    from twin.runner import RunOptions, run_scenario
+
+    options = RunOptions(scenario=scenario, seed=seed, overrides=parse_set_options(set_ or []), broker=broker,
+                         out_dir=out, until_s=until, rounds=rounds)
+    started = time.monotonic()
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task(scenario, total=None, info="starting")
+        state: dict[str, Any] = {}
+
+        def on_model(model: Any) -> None:
+            state["total"] = model.rounds_limit
+            progress.update(task, total=model.rounds_limit)
+
+        def on_step(model: Any) -> None:
+            rows = model.kpi_rows
+            acc = f"{rows[-1]['accuracy']:.3f}" if rows else "—"
+            progress.update(task, completed=len(rows),
+                            info=f"t={model.time:7.1f} s  round {len(rows)}/{state.get('total')}  accuracy {acc}")
+
+        result = run_scenario(options, on_step=on_step, on_model=on_model)
+    _print_summary(result, time.monotonic() - started)
+    if result.status != "finished":
+        raise typer.Exit(4)
+
+
+def _print_summary(result: Any, wall_s: float) -> None:
+    kpis = result.kpis
+    table = Table(title=f"{result.summary['scenario']} — {result.status}", box=None)
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    if len(kpis):
+        last = kpis.iloc[-1]
+        rows = [
+            ("rounds", f"{len(kpis)}"),
+            ("accuracy (held-out, last round)", f"{last['accuracy']:.3f}"),
+            ("majority-class baseline", f"{result.summary.get('majority_baseline_accuracy', float('nan')):.3f}"),
+            ("service accuracy (× link reliability)", f"{last['service_accuracy']:.3f}"),
+            ("mean round latency", f"{kpis['round_latency_s'].mean() * 1000:.1f} ms"),
+            ("stragglers / offline (all rounds)", f"{int(kpis['stragglers'].sum())} / {int(kpis['offline'].sum())}"),
+            ("energy, devices + network", f"{last['energy_total_j']:.2f} J"),
+            ("CO2-eq", f"{last['co2_total_g']:.4f} g"),
+            ("simulated time", f"{result.summary['sim_time_s']:.0f} s"),
+        ]
+        for name, value in rows:
+            table.add_row(name, value)
+    bus = result.summary["bus"]
+    rejected = {k: v for k, v in bus.items() if k.startswith("rejected_")}
+    table.add_row("MQTT messages published / received", f"{bus['published']} / {bus['received']}")
+    if rejected:
+        table.add_row("MQTT messages rejected", ", ".join(f"{k[9:]}={v}" for k, v in rejected.items()))
+    table.add_row("wall-clock", f"{wall_s:.1f} s")
+    console.print(table)
+    if result.error:
+        err_console.print(f"run {result.status}: {result.error}")
+    console.print(f"run directory: {result.run_dir}")
+
+
+@app.command("broker")
+def broker_cmd(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 1883,
+) -> None:
+    """Serve the embedded MQTT broker alone (for external tools) until Ctrl-C."""
+    from broker.embedded import EmbeddedBroker
+
+    with EmbeddedBroker(host, port) as embedded:
+        console.print(f"embedded MQTT broker listening on {embedded.url} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            console.print("stopping")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a documented exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except TwinError as exc:
+        err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

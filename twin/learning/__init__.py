@@ -1,0 +1,1 @@
+"""Learning: small torch models, cohort (vmap) local training, aggregation strategies, FLOP counts."""

@@ -1,0 +1,151 @@
+"""Local training of many devices that share an architecture, as one vectorised cohort.
+
+``train_cohort`` stacks the devices' parameters and runs ``vmap(grad(loss))`` over them
+(``torch.func``); ``train_loop`` trains each device on its own with ordinary autograd. Both follow
+the same minibatch schedule (``make_schedule``) and plain SGD, so they give the same parameters —
+the loop is the reference the cohort is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalData:
+    """One device's training data."""
+
+    x: torch.Tensor  # (n, features) float32
+    y: torch.Tensor  # (n,) int64
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Minibatch plan for a cohort: indices, padding mask and active-step flags."""
+
+    index: torch.Tensor  # (steps, devices, batch) int64
+    mask: torch.Tensor  # (steps, devices, batch) float32, 0 for padding
+    active: torch.Tensor  # (steps, devices) float32, 0 once a device has finished
+
+
+def make_schedule(
+    sizes: list[int], *, epochs: int, batch_size: int, rngs: list[np.random.Generator]
+) -> Schedule:
+    """Shuffled minibatches per device and epoch; the last batch of an epoch is padded and masked."""
+    if len(sizes) != len(rngs):
+        raise ValueError("one generator per device is required")
+    per_device: list[list[np.ndarray]] = []
+    for n, rng in zip(sizes, rngs, strict=True):
+        batches: list[np.ndarray] = []
+        for _ in range(epochs):
+            order = rng.permutation(n)
+            batches.extend(order[i : i + batch_size] for i in range(0, n, batch_size))
+        per_device.append(batches)
+    steps = max((len(b) for b in per_device), default=0)
+    index = np.zeros((steps, len(sizes), batch_size), dtype=np.int64)
+    mask = np.zeros((steps, len(sizes), batch_size), dtype=np.float32)
+    active = np.zeros((steps, len(sizes)), dtype=np.float32)
+    for d, batches in enumerate(per_device):
+        for s, batch in enumerate(batches):
+            index[s, d, : len(batch)] = batch
+            mask[s, d, : len(batch)] = 1.0
+            active[s, d] = 1.0
+    return Schedule(torch.from_numpy(index), torch.from_numpy(mask), torch.from_numpy(active))
+
+
+def steps_per_device(n_samples: int, epochs: int, batch_size: int) -> int:
+    """Number of SGD steps a device with ``n_samples`` takes."""
+    return epochs * math.ceil(n_samples / batch_size)
+
+
+def _loss(
+    model: nn.Module, params: Params, anchor: Params, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor,
+    mu: float,
+) -> torch.Tensor:
+    logits = functional_call(model, params, (x,))
+    per_sample = nn.functional.cross_entropy(logits, y, reduction="none")
+    loss = (per_sample * m).sum() / m.sum().clamp_min(1.0)
+    if mu > 0:
+        prox = sum(((params[k] - anchor[k]) ** 2).sum() for k in params)
+        loss = loss + 0.5 * mu * prox
+    return loss
+
+
+def train_cohort(
+    model: nn.Module, global_params: Params, data: list[LocalData], schedule: Schedule, *, lr: float,
+    proximal_mu: float = 0.0,
+) -> list[Params]:
+    """Train every device of the cohort at once with ``vmap(grad(loss))``; returns per-device params."""
+    n_dev = len(data)
+    if n_dev == 0:
+        return []
+    n_max = max(d.x.shape[0] for d in data)
+    features = data[0].x.shape[1]
+    x_all = torch.zeros(n_dev, n_max, features)
+    y_all = torch.zeros(n_dev, n_max, dtype=torch.long)
+    for i, d in enumerate(data):
+        x_all[i, : d.x.shape[0]] = d.x
+        y_all[i, : d.y.shape[0]] = d.y
+    params = {k: v.detach().unsqueeze(0).repeat(n_dev, *([1] * v.ndim)).clone() for k, v in global_params.items()}
+    anchor = {k: v.detach() for k, v in global_params.items()}
+    rows = torch.arange(n_dev).unsqueeze(1)
+
+    def loss_one(p: Params, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return _loss(model, p, anchor, x, y, m, proximal_mu)
+
+    grad_all = vmap(grad(loss_one))
+    for s in range(schedule.index.shape[0]):
+        idx = schedule.index[s]
+        xb, yb, mb = x_all[rows, idx], y_all[rows, idx], schedule.mask[s]
+        grads = grad_all(params, xb, yb, mb)
+        step = (lr * schedule.active[s]).view(n_dev, *([1] * 0))
+        for k in params:
+            shape = (n_dev,) + (1,) * (params[k].ndim - 1)
+            params[k] = params[k] - step.view(shape) * grads[k]
+    return [{k: v[i].clone() for k, v in params.items()} for i in range(n_dev)]
+
+
+def train_loop(
+    model: nn.Module, global_params: Params, data: list[LocalData], schedule: Schedule, *, lr: float,
+    proximal_mu: float = 0.0,
+) -> list[Params]:
+    """Reference: train each device separately with autograd, same schedule and SGD as the cohort."""
+    anchor = {k: v.detach() for k, v in global_params.items()}
+    out: list[Params] = []
+    for d, local in enumerate(data):
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in global_params.items()}
+        for s in range(schedule.index.shape[0]):
+            if schedule.active[s, d] == 0:
+                continue
+            idx = schedule.index[s, d]
+            loss = _loss(model, params, anchor, local.x[idx], local.y[idx], schedule.mask[s, d], proximal_mu)
+            grads = torch.autograd.grad(loss, list(params.values()))
+            with torch.no_grad():
+                params = {
+                    k: (p - lr * g).requires_grad_(True) for (k, p), g in zip(params.items(), grads, strict=True)
+                }
+        out.append({k: v.detach() for k, v in params.items()})
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``params`` on ``(x, y)``."""
+    logits = functional_call(model, params, (x,))
+    loss = float(nn.functional.cross_entropy(logits, y))
+    accuracy = float((logits.argmax(dim=1) == y).float().mean())
+    return accuracy, loss
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of ``params`` on ``x``."""
+    return torch.softmax(functional_call(model, params, (x,)), dim=1)

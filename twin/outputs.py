@@ -1,0 +1,37 @@
+"""The run directory: resolved config (TOML), KPI time series and events (Parquet), summary (JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+CONFIG_FILE = "config.toml"
+KPI_FILE = "kpi.parquet"
+EVENTS_FILE = "events.parquet"
+SUMMARY_FILE = "summary.json"
+
+
+def kpi_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """KPI rows as a DataFrame with a stable column order."""
+    return pd.DataFrame(list(rows))
+
+
+def write_run_dir(
+    run_dir: Path, *, config_toml: str, kpi_rows: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
+) -> None:
+    """Write (or overwrite) every output file of a run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(config_toml)
+    kpi_frame(kpi_rows).to_parquet(run_dir / KPI_FILE, index=False)
+    pd.DataFrame(list(events)).to_parquet(run_dir / EVENTS_FILE, index=False)
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_kpis(run_dir: Path) -> pd.DataFrame:
+    """The KPI time series of a run directory."""
+    return pd.read_parquet(run_dir / KPI_FILE)

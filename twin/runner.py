@@ -1,4 +1,8 @@
-"""Run a named scenario end to end: resolve config, open the bus, build, run, write outputs."""
+"""Run a named scenario end to end: resolve config, open the bus, build, step, write outputs.
+
+:class:`RunSession` is the shared life cycle (the CLI runs it to the end; the visualisation steps it
+and resets it); :func:`run_scenario` is the one-call version.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from broker.connect import open_bus
+from broker.connect import BusHandle, open_bus
 from broker.topics import Topics
 from twin.config import apply_overrides, flatten, to_toml
 from twin.errors import ConfigError, RunAbortedError, TwinError
@@ -69,82 +73,134 @@ def new_run_id(scenario: str, seed: int) -> str:
     return f"{scenario}-s{seed}-{uuid.uuid4().hex[:8]}"
 
 
+class RunSession:
+    """One run of an agent scenario: open → step … → close. Always close (it owns the broker)."""
+
+    def __init__(self, options: RunOptions) -> None:
+        spec, config = resolve_config(options.scenario, options.overrides, options.rounds)
+        if not isinstance(spec, AgentScenario):
+            raise ConfigError(f"scenario {options.scenario!r} is a calculation, not an agent simulation")
+        if options.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {options.seed}")
+        if options.until_s is not None and options.until_s <= 0:
+            raise ConfigError(f"--until must be > 0 seconds, got {options.until_s}")
+        self.options = options
+        self.spec = spec
+        self.config = config
+        self.run_id = options.run_id or new_run_id(spec.name, options.seed)
+        self.run_dir = options.out_dir / self.run_id
+        self.status = "created"
+        self.error: str | None = None
+        self.model: TwinModel | None = None
+        self._handle: BusHandle | None = None
+
+    def open(self) -> TwinModel:
+        """Connect the bus (last will: ``aborted``), build the world, announce the run."""
+        topics = Topics(self.run_id)
+        self._handle = open_bus(
+            self.options.broker, will=(topics.status, status_payload(self.run_id, self.spec.name, "aborted")),
+            reconnect_timeout_s=self.config.bus.barrier_timeout_s,
+        )
+        try:
+            rounds_limit = int(flatten(self.config)[self.spec.rounds_key])
+            model = self.spec.build(self.config, BuildContext(self.run_id, self.options.seed, self._handle.bus,
+                                                              rounds_limit))
+            model.telemetry.meta({"seed": self.options.seed,
+                                  "config": {k: v for k, v in flatten(self.config).items() if v is not None},
+                                  "devices": len(model.devices), "base_stations": len(model.base_stations),
+                                  "broker": self._handle.bus.url})
+            model.telemetry.status("running")
+        except BaseException:
+            self._handle.close()
+            self._handle = None
+            raise
+        self.model = model
+        self.status = "running"
+        return model
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has reached its end (rounds done, ``--until`` reached, or aborted)."""
+        model = self.model
+        if model is None or self.status != "running":
+            return True
+        until = self.options.until_s
+        return not model.running or (until is not None and model.time >= until)
+
+    def step(self) -> bool:
+        """Advance one simulated second; False if the run was already done (aborts are recorded, not raised)."""
+        if self.done:
+            return False
+        assert self.model is not None
+        try:
+            self.model.step()
+        except RunAbortedError as exc:
+            self.status, self.error = "aborted", str(exc)
+            log.error("%s", exc)
+        return True
+
+    def close(self, status: str | None = None, error: str | None = None) -> RunResult:
+        """Write the run directory, publish the final status, release bus and broker (idempotent)."""
+        if status is not None:
+            self.status, self.error = status, error
+        elif self.status == "running":
+            self.status = "finished" if self.done else "stopped"
+        try:
+            result = self._write()
+            if self.model is not None and self._handle is not None:
+                try:
+                    self.model.telemetry.status(self.status, rounds_completed=len(self.model.kpi_rows),
+                                                sim_time_s=float(self.model.time))
+                except TwinError:
+                    log.debug("could not publish the final status", exc_info=True)
+        finally:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+        return result
+
+    def _write(self) -> RunResult:
+        model = self.model
+        rows = model.kpi_rows if model is not None else []
+        bus = model.bus if model is not None else None
+        summary: dict[str, Any] = {
+            "run_id": self.run_id, "scenario": self.spec.name, "seed": self.options.seed, "status": self.status,
+            "error": self.error, "sim_time_s": float(model.time) if model is not None else 0.0,
+            "rounds_completed": len(rows), "broker": bus.url if bus is not None else self.options.broker,
+            "bus": bus.stats.as_dict() if bus is not None else {},
+        }
+        if rows:
+            last = rows[-1]
+            summary["final"] = {k: last[k] for k in ("accuracy", "service_accuracy", "energy_total_j", "co2_total_g")
+                                if k in last}
+        if model is not None and model.network is not None:
+            summary["majority_baseline_accuracy"] = model.network.task.majority_baseline()
+            summary["energy_by_agent_j"] = model.energy.by_agent()
+        events = model.telemetry.events if model is not None else []
+        write_run_dir(self.run_dir, config_toml=to_toml(self.config), kpi_rows=rows, events=events, summary=summary)
+        return RunResult(self.run_id, self.run_dir, self.status, kpi_frame(rows), summary, self.error)
+
+
 def run_scenario(
     options: RunOptions, *, on_step: Callable[[TwinModel], None] | None = None,
     on_model: Callable[[TwinModel], None] | None = None,
 ) -> RunResult:
-    """Run an agent scenario and write its run directory.
+    """Run an agent scenario to its end and write its run directory.
 
     Raises:
         TwinError: bad scenario, config or broker (before anything runs).
     """
-    spec, config = resolve_config(options.scenario, options.overrides, options.rounds)
-    if not isinstance(spec, AgentScenario):
-        raise ConfigError(f"scenario {options.scenario!r} is a calculation; use `twin run` without --broker options")
-    if options.seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {options.seed}")
-    if options.until_s is not None and options.until_s <= 0:
-        raise ConfigError(f"--until must be > 0 seconds, got {options.until_s}")
-    run_id = options.run_id or new_run_id(spec.name, options.seed)
-    topics = Topics(run_id)
-    rounds_limit = int(flatten(config)[spec.rounds_key])
-    handle = open_bus(options.broker, will=(topics.status, status_payload(run_id, spec.name, "aborted")),
-                      reconnect_timeout_s=config.bus.barrier_timeout_s)
-    run_dir = options.out_dir / run_id
-    model: TwinModel | None = None
-    status, error = "finished", None
+    session = RunSession(options)
+    model = session.open()
     try:
-        model = spec.build(config, BuildContext(run_id, options.seed, handle.bus, rounds_limit))
         if on_model is not None:
             on_model(model)
-        model.telemetry.meta({"seed": options.seed, "config": _plain(flatten(config)),
-                              "devices": len(model.devices), "base_stations": len(model.base_stations),
-                              "broker": handle.bus.url})
-        model.telemetry.status("running")
-        until = options.until_s
-        while model.running and (until is None or model.time < until):
-            model.step()
+        while session.step():
             if on_step is not None:
                 on_step(model)
-    except RunAbortedError as exc:
-        status, error = "aborted", str(exc)
-        log.error("%s", exc)
     except KeyboardInterrupt:
-        status, error = "aborted", "interrupted by the user"
-    try:
-        result = _finish(model, config, options, run_id, run_dir, status, error, handle.bus)
-    finally:
-        handle.close()
-    return result
-
-
-def _finish(
-    model: TwinModel | None, config: Any, options: RunOptions, run_id: str, run_dir: Path, status: str,
-    error: str | None, bus: Any,
-) -> RunResult:
-    rows = model.kpi_rows if model is not None else []
-    summary: dict[str, Any] = {
-        "run_id": run_id, "scenario": options.scenario, "seed": options.seed, "status": status, "error": error,
-        "sim_time_s": float(model.time) if model is not None else 0.0,
-        "rounds_completed": len(rows), "broker": bus.url, "bus": bus.stats.as_dict(),
-    }
-    if rows:
-        last = rows[-1]
-        summary["final"] = {k: last[k] for k in ("accuracy", "service_accuracy", "energy_total_j", "co2_total_g")
-                            if k in last}
-    if model is not None and model.network is not None:
-        summary["majority_baseline_accuracy"] = model.network.task.majority_baseline()
-        summary["energy_by_agent_j"] = model.energy.by_agent()
-    events = model.telemetry.events if model is not None else []
-    write_run_dir(run_dir, config_toml=to_toml(config), kpi_rows=rows, events=events, summary=summary)
-    if model is not None:
-        try:
-            model.telemetry.status(status, rounds_completed=len(rows), sim_time_s=summary["sim_time_s"])
-            model.pump(0.0)
-        except TwinError:
-            log.debug("could not publish the final status", exc_info=True)
-    return RunResult(run_id, run_dir, status, kpi_frame(rows), summary, error)
-
-
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+        return session.close("aborted", "interrupted by the user")
+    except BaseException as exc:
+        session.close("aborted", f"{type(exc).__name__}: {exc}")
+        raise
+    return session.close()

@@ -19,8 +19,14 @@ class BaseStation(ContinuousSpaceAgent):
     kind: ClassVar[str] = "gnb"
 
     def __init__(
-        self, model: TwinModel, space: ContinuousSpace, *, agent_id: str, position_m: tuple[float, float],
-        height_m: float, edge: ComputeProfile,
+        self,
+        model: TwinModel,
+        space: ContinuousSpace,
+        *,
+        agent_id: str,
+        position_m: tuple[float, float],
+        height_m: float,
+        edge: ComputeProfile,
     ) -> None:
         super().__init__(space, model)
         self.agent_id = agent_id
@@ -32,5 +38,10 @@ class BaseStation(ContinuousSpaceAgent):
     def telemetry(self) -> dict[str, float | int | str]:
         """Flat telemetry fields of this base station."""
         x, y = (float(v) for v in self.position)
-        return {"x_m": x, "y_m": y, "z_m": self.height_m, "served_devices": self.served,
-                "edge_flops_per_s": self.edge.flops_per_s}
+        return {
+            "x_m": x,
+            "y_m": y,
+            "z_m": self.height_m,
+            "served_devices": self.served,
+            "edge_flops_per_s": self.edge.flops_per_s,
+        }

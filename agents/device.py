@@ -52,8 +52,15 @@ class Device(ContinuousSpaceAgent):
     kind: ClassVar[str] = "device"
 
     def __init__(
-        self, model: TwinModel, space: ContinuousSpace, *, agent_id: str, position_m: tuple[float, float],
-        height_m: float, compute: ComputeProfile, data: LocalData,
+        self,
+        model: TwinModel,
+        space: ContinuousSpace,
+        *,
+        agent_id: str,
+        position_m: tuple[float, float],
+        height_m: float,
+        compute: ComputeProfile,
+        data: LocalData,
     ) -> None:
         super().__init__(space, model)
         self.agent_id = agent_id
@@ -79,7 +86,9 @@ class Device(ContinuousSpaceAgent):
     def move(self, dt_s: float) -> None:
         """Advance the device's mobility by ``dt_s`` seconds (fixed devices do nothing)."""
 
-    def plan_round(self, start_s: float, *, download_bits: float, train_flops: float, upload_bits: float) -> RoundTiming:
+    def plan_round(
+        self, start_s: float, *, download_bits: float, train_flops: float, upload_bits: float
+    ) -> RoundTiming:
         """Model this round's timeline from the current link and compute profile."""
         timing = RoundTiming(
             download_s=_transfer_s(download_bits, self.downlink_bps),
@@ -122,9 +131,16 @@ class Device(ContinuousSpaceAgent):
         """Flat telemetry fields of this device."""
         x, y = (float(v) for v in self.position)
         return {
-            "x_m": x, "y_m": y, "z_m": self.height_m, "state": self.state.value, "serving_cell": self.serving_cell,
-            "sinr_db": _finite(self.sinr_db), "downlink_bps": self.downlink_bps, "uplink_bps": self.uplink_bps,
-            "reliability": self.reliability, "n_samples": self.n_samples,
+            "x_m": x,
+            "y_m": y,
+            "z_m": self.height_m,
+            "state": self.state.value,
+            "serving_cell": self.serving_cell,
+            "sinr_db": _finite(self.sinr_db),
+            "downlink_bps": self.downlink_bps,
+            "uplink_bps": self.uplink_bps,
+            "reliability": self.reliability,
+            "n_samples": self.n_samples,
             "energy_j": self.model.energy.total(self.agent_id),
         }
 

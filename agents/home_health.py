@@ -20,9 +20,17 @@ class HomeHealthDevice(Device):
     kind: ClassVar[str] = "home-health"
 
     def __init__(
-        self, model: TwinModel, space: ContinuousSpace, *, agent_id: str, position_m: tuple[float, float],
-        compute: ComputeProfile, data: LocalData, resting_hr_bpm: float,
+        self,
+        model: TwinModel,
+        space: ContinuousSpace,
+        *,
+        agent_id: str,
+        position_m: tuple[float, float],
+        compute: ComputeProfile,
+        data: LocalData,
+        resting_hr_bpm: float,
     ) -> None:
-        super().__init__(model, space, agent_id=agent_id, position_m=position_m, height_m=1.5, compute=compute,
-                         data=data)
+        super().__init__(
+            model, space, agent_id=agent_id, position_m=position_m, height_m=1.5, compute=compute, data=data
+        )
         self.resting_hr_bpm = resting_hr_bpm

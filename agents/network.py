@@ -51,8 +51,17 @@ class NetworkAgent(Agent):
     kind: ClassVar[str] = "network"
 
     def __init__(
-        self, model: TwinModel, *, service: str, net: nn.Module, initial: Params, task: TaskData,
-        strategy: Strategy, fl: FederatedConfig, bus_cfg: BusConfig, train_flops_per_sample: float,
+        self,
+        model: TwinModel,
+        *,
+        service: str,
+        net: nn.Module,
+        initial: Params,
+        task: TaskData,
+        strategy: Strategy,
+        fl: FederatedConfig,
+        bus_cfg: BusConfig,
+        train_flops_per_sample: float,
     ) -> None:
         super().__init__(model)
         self.agent_id = "network"
@@ -83,21 +92,40 @@ class NetworkAgent(Agent):
         devices = sorted(model.devices, key=lambda d: d.agent_id)
         rng = model.seeds.numpy(f"fl/select/{index}")
         n_pick = max(1, round(self.fl.clients_per_round * len(devices)))
-        picked = sorted(rng.choice(len(devices), size=n_pick, replace=False)) if n_pick < len(devices) else range(
-            len(devices))
-        state = RoundState(index, model.time, [devices[i].agent_id for i in picked], energy_mark=model.energy.snapshot())
+        picked = (
+            sorted(rng.choice(len(devices), size=n_pick, replace=False))
+            if n_pick < len(devices)
+            else range(len(devices))
+        )
+        state = RoundState(
+            index, model.time, [devices[i].agent_id for i in picked], energy_mark=model.energy.snapshot()
+        )
         self.round = state
-        meta = {"round": index, "service": self.service, "sender": self.agent_id, "sim_time_s": model.time,
-                "deadline_s": self.fl.deadline_s}
+        meta = {
+            "round": index,
+            "service": self.service,
+            "sender": self.agent_id,
+            "sim_time_s": model.time,
+            "deadline_s": self.fl.deadline_s,
+        }
         topic = model.topics.global_model(self.service, index)
         model.exchange.send(topic, self.global_params, meta, retain=True)
-        self._wait(lambda: state.global_received, what=f"global model of round {index}",
-                   resend=lambda: model.exchange.resend(topic, None))
+        self._wait(
+            lambda: state.global_received,
+            what=f"global model of round {index}",
+            resend=lambda: model.exchange.resend(topic, None),
+        )
         self._train_and_upload(state)
         expected = [a for a in state.selected if a not in state.offline]
-        self._wait(lambda: all(a in state.updates for a in expected), what=f"updates of round {index}",
-                   resend=lambda: [model.exchange.request_resend(self.service, index, a)
-                                   for a in expected if a not in state.updates])
+        self._wait(
+            lambda: all(a in state.updates for a in expected),
+            what=f"updates of round {index}",
+            resend=lambda: [
+                model.exchange.request_resend(self.service, index, a)
+                for a in expected
+                if a not in state.updates
+            ],
+        )
         deadline = state.start_s + self.fl.deadline_s
         on_time = [state.arrivals_s[a] for a in expected if state.arrivals_s[a] <= deadline]
         waits_for_deadline = len(on_time) < len(expected)
@@ -117,31 +145,44 @@ class NetworkAgent(Agent):
             if dropped:
                 state.offline.append(agent_id)
                 device.mark(DeviceState.OFFLINE)
-                model.telemetry.event(device.kind, agent_id, model.steps, model.time, "offline",
-                                      round=state.index)
+                model.telemetry.event(
+                    device.kind, agent_id, model.steps, model.time, "offline", round=state.index
+                )
             else:
                 active.append(device)
         if not active:
             return
         data = [d.data for d in active]
         schedule = make_schedule(
-            [d.n_samples for d in active], epochs=self.fl.local_epochs, batch_size=self.fl.batch_size,
+            [d.n_samples for d in active],
+            epochs=self.fl.local_epochs,
+            batch_size=self.fl.batch_size,
             rngs=[model.seeds.numpy(f"fl/batches/{state.index}/{d.agent_id}") for d in active],
         )
-        trained = train_cohort(self.net, self.global_params, data, schedule, lr=self.fl.lr,
-                               proximal_mu=self.strategy.proximal_mu)
+        trained = train_cohort(
+            self.net, self.global_params, data, schedule, lr=self.fl.lr, proximal_mu=self.strategy.proximal_mu
+        )
         for device, params in zip(active, trained, strict=True):
             n_steps = steps_per_device(device.n_samples, self.fl.local_epochs, self.fl.batch_size)
-            flops = self.train_flops_per_sample * min(n_steps * self.fl.batch_size,
-                                                      device.n_samples * self.fl.local_epochs)
-            timing = device.plan_round(state.start_s, download_bits=self.model_bits, train_flops=flops,
-                                       upload_bits=self.model_bits)
-            model.book_round_energy(device, flops=flops, timing=timing, bits=self.model_bits,
-                                     max_s=self.fl.deadline_s)
+            flops = self.train_flops_per_sample * min(
+                n_steps * self.fl.batch_size, device.n_samples * self.fl.local_epochs
+            )
+            timing = device.plan_round(
+                state.start_s, download_bits=self.model_bits, train_flops=flops, upload_bits=self.model_bits
+            )
+            model.book_round_energy(
+                device, flops=flops, timing=timing, bits=self.model_bits, max_s=self.fl.deadline_s
+            )
             device.local_params = params
             arrival = state.start_s + timing.total_s
-            meta = {"round": state.index, "service": self.service, "agent_id": device.agent_id,
-                    "n_samples": device.n_samples, "sim_arrival_s": repr(arrival), "sim_time_s": state.start_s}
+            meta = {
+                "round": state.index,
+                "service": self.service,
+                "agent_id": device.agent_id,
+                "n_samples": device.n_samples,
+                "sim_arrival_s": repr(arrival),
+                "sim_time_s": state.start_s,
+            }
             model.exchange.send(model.topics.update(self.service, state.index, device.agent_id), params, meta)
 
     def _wait(self, done: Any, *, what: str, resend: Any) -> None:
@@ -156,7 +197,9 @@ class NetworkAgent(Agent):
             if done():
                 break
             if now - started > self.bus_cfg.barrier_timeout_s:
-                raise RunAbortedError(f"{what} incomplete after {self.bus_cfg.barrier_timeout_s:.0f} s of waiting")
+                raise RunAbortedError(
+                    f"{what} incomplete after {self.bus_cfg.barrier_timeout_s:.0f} s of waiting"
+                )
             if now - last_resend > self.bus_cfg.resend_after_s:
                 log.warning("%s incomplete after %.1f s: asking again", what, now - started)
                 model.bus.stats.reject("resend_requested")
@@ -191,7 +234,9 @@ class NetworkAgent(Agent):
         self.global_params = self.strategy.aggregate(self.global_params, accepted)
         agg_flops = 2.0 * sum(v.numel() for v in self.global_params.values()) * max(1, len(accepted))
         edge = model.edge_profile
-        model.energy.add("network", "aggregation", float(compute_energy_j(agg_flops, edge.efficiency_flops_per_j)))
+        model.energy.add(
+            "network", "aggregation", float(compute_energy_j(agg_flops, edge.efficiency_flops_per_j))
+        )
         accuracy, loss = evaluate(self.net, self.global_params, self.task.test_x, self.task.test_y)
         self.registry[state.index] = accuracy
         self.last_accuracy = accuracy
@@ -222,7 +267,9 @@ class NetworkAgent(Agent):
         model.record_kpi(row)
         for agent_id in stragglers:
             device = model.device(agent_id)
-            model.telemetry.event(device.kind, agent_id, model.steps, model.time, "straggler", round=state.index)
+            model.telemetry.event(
+                device.kind, agent_id, model.steps, model.time, "straggler", round=state.index
+            )
         for device in participants:
             device.end_round()
         model.exchange.forget_sent(state.index)
@@ -235,8 +282,11 @@ class NetworkAgent(Agent):
 
     def telemetry(self) -> dict[str, float | int | str]:
         """Flat telemetry fields of the network agent."""
-        return {"rounds_done": self.rounds_done, "accuracy": _finite(self.last_accuracy),
-                "model_bits": self.model_bits}
+        return {
+            "rounds_done": self.rounds_done,
+            "accuracy": _finite(self.last_accuracy),
+            "model_bits": self.model_bits,
+        }
 
 
 def _finite(value: float) -> float:

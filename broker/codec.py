@@ -108,7 +108,9 @@ def decode_model(
     except (SafetensorError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
         raise PayloadError("malformed", f"model payload is not valid safetensors: {exc}") from exc
     if metadata.get("schema") != MODEL_SCHEMA:
-        raise PayloadError("malformed", f"model payload schema {metadata.get('schema')!r} != {MODEL_SCHEMA!r}")
+        raise PayloadError(
+            "malformed", f"model payload schema {metadata.get('schema')!r} != {MODEL_SCHEMA!r}"
+        )
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in raw.items():
         if name.endswith(_SCALE_SUFFIX):
@@ -168,8 +170,12 @@ class Manifest:
     def to_bytes(self) -> bytes:
         """JSON bytes of the manifest."""
         return encode_json(
-            {"schema": MANIFEST_SCHEMA, "n_chunks": self.n_chunks, "sha256": self.sha256,
-             "total_bytes": self.total_bytes}
+            {
+                "schema": MANIFEST_SCHEMA,
+                "n_chunks": self.n_chunks,
+                "sha256": self.sha256,
+                "total_bytes": self.total_bytes,
+            }
         )
 
     @classmethod
@@ -183,7 +189,9 @@ class Manifest:
         if doc.get("schema") != MANIFEST_SCHEMA or manifest.n_chunks < 1 or len(manifest.sha256) != 64:
             raise PayloadError("malformed", "chunk manifest has a wrong schema, chunk count or digest")
         if manifest.total_bytes > max_bytes:
-            raise PayloadError("oversized", f"chunked payload of {manifest.total_bytes} B exceeds {max_bytes} B")
+            raise PayloadError(
+                "oversized", f"chunked payload of {manifest.total_bytes} B exceeds {max_bytes} B"
+            )
         return manifest
 
 
@@ -234,9 +242,13 @@ class ChunkAssembler:
         if index in partial.chunks:
             raise PayloadError("duplicate", f"chunk {index} of {key} received twice")
         if partial.manifest is not None and index >= partial.manifest.n_chunks:
-            raise PayloadError("malformed", f"chunk index {index} beyond n_chunks={partial.manifest.n_chunks}")
+            raise PayloadError(
+                "malformed", f"chunk index {index} beyond n_chunks={partial.manifest.n_chunks}"
+            )
         if len(payload) > self._max_bytes:
-            raise PayloadError("oversized", f"chunk of {len(payload)} B exceeds the {self._max_bytes} B limit")
+            raise PayloadError(
+                "oversized", f"chunk of {len(payload)} B exceeds the {self._max_bytes} B limit"
+            )
         partial.chunks[index] = bytes(payload)
         return self._complete(key)
 

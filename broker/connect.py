@@ -45,12 +45,19 @@ def open_bus(
     if broker == "embedded":
         embedded = EmbeddedBroker().start()
         try:
-            bus = MqttBus(parse_broker_url(embedded.url), will=will, connect_timeout_s=connect_timeout_s,
-                          reconnect_timeout_s=reconnect_timeout_s)
+            bus = MqttBus(
+                parse_broker_url(embedded.url),
+                will=will,
+                connect_timeout_s=connect_timeout_s,
+                reconnect_timeout_s=reconnect_timeout_s,
+            )
         except BaseException:
             embedded.stop()
             raise
         return BusHandle(bus, embedded)
     address = parse_broker_url(broker)
-    return BusHandle(MqttBus(address, will=will, connect_timeout_s=connect_timeout_s,
-                             reconnect_timeout_s=reconnect_timeout_s))
+    return BusHandle(
+        MqttBus(
+            address, will=will, connect_timeout_s=connect_timeout_s, reconnect_timeout_s=reconnect_timeout_s
+        )
+    )

@@ -47,7 +47,13 @@ class ModelExchange:
     """Publishes and receives model tensors for one run."""
 
     def __init__(
-        self, bus: Bus, topics: Topics, *, chunk_bytes: int, max_payload_bytes: int, wire_dtype: WireDtype = "fp32",
+        self,
+        bus: Bus,
+        topics: Topics,
+        *,
+        chunk_bytes: int,
+        max_payload_bytes: int,
+        wire_dtype: WireDtype = "fp32",
     ) -> None:
         self.bus = bus
         self.topics = topics
@@ -69,7 +75,12 @@ class ModelExchange:
         return len(encode_model(tensors, envelope, self.wire_dtype))
 
     def send(
-        self, topic: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any], *, retain: bool = False
+        self,
+        topic: str,
+        tensors: Mapping[str, torch.Tensor],
+        metadata: Mapping[str, Any],
+        *,
+        retain: bool = False,
     ) -> int:
         """Publish a model on ``topic`` (chunked above the limit); returns the payload size in bytes."""
         payload = encode_model(tensors, metadata, self.wire_dtype)
@@ -142,7 +153,9 @@ class ModelExchange:
             payload = self._assembler.add_chunk(key, parsed.chunk_index, message.payload)
         if payload is None:
             return None
-        model = decode_model(payload, max_bytes=self.max_payload_bytes, template=self._templates.get(parsed.service))
+        model = decode_model(
+            payload, max_bytes=self.max_payload_bytes, template=self._templates.get(parsed.service)
+        )
         if model.metadata.get("round") != str(parsed.round_index) or (
             parsed.agent_id is not None and model.metadata.get("agent_id") != parsed.agent_id
         ):

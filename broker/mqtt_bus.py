@@ -157,7 +157,8 @@ class MqttBus:
             since = self._disconnected_since
         if since is not None and time.monotonic() - since > self.reconnect_timeout_s:
             raise RunAbortedError(
-                f"MQTT broker {self.url} unreachable for more than {self.reconnect_timeout_s:.0f} s; run aborted"
+                f"MQTT broker {self.url} unreachable for more than {self.reconnect_timeout_s:.0f} s;"
+                " run aborted"
             )
 
     def wait_connected(self, timeout_s: float) -> bool:

@@ -20,12 +20,18 @@ from rich.table import Table
 from twin.config import parse_set_options
 from twin.errors import TwinError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="aiaas-twin: digital twin of 6G AI-as-a-Service use cases.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="aiaas-twin: digital twin of 6G AI-as-a-Service use cases.",
+)
 console = Console()
 err_console = Console(stderr=True)
 
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key=value (repeatable).")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config value: key=value (repeatable).")
+]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random stream.")]
 
 
@@ -48,18 +54,31 @@ def run(
     until: Annotated[float | None, typer.Option("--until", help="Stop at this simulated time (s).")] = None,
     rounds: Annotated[int | None, typer.Option("--rounds", help="Number of federated rounds.")] = None,
     set_: SetOption = None,
-    broker: Annotated[str, typer.Option("--broker", help="embedded | local | mqtt[s]://[user:pass@]host:port")] = "embedded",
+    broker: Annotated[
+        str, typer.Option("--broker", help="embedded | local | mqtt[s]://[user:pass@]host:port")
+    ] = "embedded",
     out: Annotated[Path, typer.Option("--out", help="Parent folder of run directories.")] = Path("runs"),
 ) -> None:
     """Run a scenario; show progress, then its KPI summary and run directory."""
     from twin.runner import RunOptions, run_scenario
 
-    options = RunOptions(scenario=scenario, seed=seed, overrides=parse_set_options(set_ or []), broker=broker,
-                         out_dir=out, until_s=until, rounds=rounds)
+    options = RunOptions(
+        scenario=scenario,
+        seed=seed,
+        overrides=parse_set_options(set_ or []),
+        broker=broker,
+        out_dir=out,
+        until_s=until,
+        rounds=rounds,
+    )
     started = time.monotonic()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         task = progress.add_task(scenario, total=None, info="starting")
         state: dict[str, Any] = {}
@@ -71,8 +90,11 @@ def run(
         def on_step(model: Any) -> None:
             rows = model.kpi_rows
             acc = f"{rows[-1]['accuracy']:.3f}" if rows else "—"
-            progress.update(task, completed=len(rows),
-                            info=f"t={model.time:7.1f} s  round {len(rows)}/{state.get('total')}  accuracy {acc}")
+            progress.update(
+                task,
+                completed=len(rows),
+                info=f"t={model.time:7.1f} s  round {len(rows)}/{state.get('total')}  accuracy {acc}",
+            )
 
         result = run_scenario(options, on_step=on_step, on_model=on_model)
     _print_summary(result, time.monotonic() - started)
@@ -90,10 +112,16 @@ def _print_summary(result: Any, wall_s: float) -> None:
         rows = [
             ("rounds", f"{len(kpis)}"),
             ("accuracy (held-out, last round)", f"{last['accuracy']:.3f}"),
-            ("majority-class baseline", f"{result.summary.get('majority_baseline_accuracy', float('nan')):.3f}"),
+            (
+                "majority-class baseline",
+                f"{result.summary.get('majority_baseline_accuracy', float('nan')):.3f}",
+            ),
             ("service accuracy (× link reliability)", f"{last['service_accuracy']:.3f}"),
             ("mean round latency", f"{kpis['round_latency_s'].mean() * 1000:.1f} ms"),
-            ("stragglers / offline (all rounds)", f"{int(kpis['stragglers'].sum())} / {int(kpis['offline'].sum())}"),
+            (
+                "stragglers / offline (all rounds)",
+                f"{int(kpis['stragglers'].sum())} / {int(kpis['offline'].sum())}",
+            ),
             ("energy, devices + network", f"{last['energy_total_j']:.2f} J"),
             ("CO2-eq", f"{last['co2_total_g']:.4f} g"),
             ("simulated time", f"{result.summary['sim_time_s']:.0f} s"),

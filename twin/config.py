@@ -56,7 +56,9 @@ def _coerce(key: str, raw: Any, tp: Any) -> Any:
     origin = get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         args = get_args(tp)
-        if type(None) in args and (raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", ""))):
+        if type(None) in args and (
+            raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", ""))
+        ):
             return None
         for arg in args:
             if arg is type(None):

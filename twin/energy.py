@@ -26,7 +26,8 @@ class EnergyLedger:
     def total(self, agent_id: str | None = None, category: str | None = None) -> float:
         """Sum over the matching entries (``None`` matches everything)."""
         return sum(
-            j for (a, c), j in self._joules.items()
+            j
+            for (a, c), j in self._joules.items()
             if (agent_id is None or a == agent_id) and (category is None or c == category)
         )
 

@@ -32,7 +32,12 @@ class LinkModel:
     """Keeps the shadowing field and last positions; recomputes links when devices move."""
 
     def __init__(
-        self, radio: RadioConfig, link: LinkConfig, bs_xyz: np.ndarray, bs_ids: list[str], rng: np.random.Generator
+        self,
+        radio: RadioConfig,
+        link: LinkConfig,
+        bs_xyz: np.ndarray,
+        bs_ids: list[str],
+        rng: np.random.Generator,
     ) -> None:
         self.radio = radio
         self.link = link
@@ -73,5 +78,10 @@ class LinkModel:
         pts = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, self.radio.ue_height_m)])
         state = compute_links(pts, self.bs_xyz, self.radio)
         shape = gx.shape
-        return (xs, ys, state.rate_bps.reshape(shape) * (1.0 - self.link.uplink_share),
-                state.sinr_db.reshape(shape), (state.reliability * state.uplink_reliability).reshape(shape))
+        return (
+            xs,
+            ys,
+            state.rate_bps.reshape(shape) * (1.0 - self.link.uplink_share),
+            state.sinr_db.reshape(shape),
+            (state.reliability * state.uplink_reliability).reshape(shape),
+        )

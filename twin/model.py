@@ -42,17 +42,30 @@ class DeviceLike(Protocol):
     sinr_db: float
     reliability: float
 
-    def move(self, dt_s: float) -> None: ...
-    def telemetry(self) -> dict[str, Any]: ...
+    def move(self, dt_s: float) -> None:
+        """Advance mobility by ``dt_s`` seconds."""
+
+    def telemetry(self) -> dict[str, Any]:
+        """Flat telemetry fields."""
 
 
 class TwinModel(Model):
     """A scenario's world. Use cases add base stations, devices and the network agent to it."""
 
     def __init__(
-        self, *, scenario: str, run_id: str, seed: int, bus: Bus, area: AreaConfig, radio: RadioConfig,
+        self,
+        *,
+        scenario: str,
+        run_id: str,
+        seed: int,
+        bus: Bus,
+        area: AreaConfig,
+        radio: RadioConfig,
         link: LinkConfig,
-        bus_cfg: BusConfig, carbon: CarbonConfig, edge: ComputeProfile, wire_dtype: str = "fp32",
+        bus_cfg: BusConfig,
+        carbon: CarbonConfig,
+        edge: ComputeProfile,
+        wire_dtype: str = "fp32",
         rounds_limit: int | None = None,
     ) -> None:
         self.seeds = SeedStreams(seed)
@@ -70,9 +83,13 @@ class TwinModel(Model):
         self.space = ContinuousSpace([[0.0, area.width_m], [0.0, area.height_m]], random=self.random)
         self.bus = bus
         self.topics = Topics(run_id)
-        self.exchange = ModelExchange(bus, self.topics, chunk_bytes=bus_cfg.chunk_bytes,
-                                      max_payload_bytes=bus_cfg.max_payload_bytes,
-                                      wire_dtype=wire_dtype)  # type: ignore[arg-type]
+        self.exchange = ModelExchange(
+            bus,
+            self.topics,
+            chunk_bytes=bus_cfg.chunk_bytes,
+            max_payload_bytes=bus_cfg.max_payload_bytes,
+            wire_dtype=wire_dtype,
+        )  # type: ignore[arg-type]
         self.telemetry = TelemetryPublisher(bus, self.topics, scenario)
         self.energy = EnergyLedger()
         self.kpi_rows: list[dict[str, Any]] = []
@@ -108,8 +125,13 @@ class TwinModel(Model):
     def finish_setup(self) -> None:
         """Build the radio model once base stations and devices exist; compute the first links."""
         bs_xyz = np.array([[*bs.position, bs.height_m] for bs in self.base_stations], dtype=float)
-        self.links = LinkModel(self.radio_cfg, self.link_cfg, bs_xyz, [bs.agent_id for bs in self.base_stations],
-                               self.seeds.numpy("radio"))
+        self.links = LinkModel(
+            self.radio_cfg,
+            self.link_cfg,
+            bs_xyz,
+            [bs.agent_id for bs in self.base_stations],
+            self.seeds.numpy("radio"),
+        )
         self.update_links()
 
     def update_links(self) -> None:
@@ -133,6 +155,7 @@ class TwinModel(Model):
     # ---- clock ----------------------------------------------------------------------------------
     def step(self) -> None:
         """One simulated second: mobility, radio, telemetry, bus."""
+        self.bus.check()
         devices = self.devices
         before = np.array([d.position.copy() for d in devices]) if devices else None
         for d in devices:
@@ -182,8 +205,9 @@ class TwinModel(Model):
         energy for at most ``max_s`` seconds before the network gives up on it.
         """
         link = self.link_cfg
-        self.energy.add(device.agent_id, "compute",
-                        float(compute_energy_j(flops, device.compute.efficiency_flops_per_j)))
+        self.energy.add(
+            device.agent_id, "compute", float(compute_energy_j(flops, device.compute.efficiency_flops_per_j))
+        )
         self.energy.add(device.agent_id, "uplink", link.ue_radio_power_w * min(timing.upload_s, max_s))
         self.energy.add(device.agent_id, "downlink", link.ue_radio_power_w * min(timing.download_s, max_s))
         if not np.isfinite(timing.download_s):

@@ -21,8 +21,12 @@ def kpi_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def write_run_dir(
-    run_dir: Path, *, config_toml: str, kpi_rows: Sequence[Mapping[str, Any]],
-    events: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
+    run_dir: Path,
+    *,
+    config_toml: str,
+    kpi_rows: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
 ) -> None:
     """Write (or overwrite) every output file of a run."""
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -98,17 +98,24 @@ class RunSession:
         """Connect the bus (last will: ``aborted``), build the world, announce the run."""
         topics = Topics(self.run_id)
         self._handle = open_bus(
-            self.options.broker, will=(topics.status, status_payload(self.run_id, self.spec.name, "aborted")),
+            self.options.broker,
+            will=(topics.status, status_payload(self.run_id, self.spec.name, "aborted")),
             reconnect_timeout_s=self.config.bus.barrier_timeout_s,
         )
         try:
             rounds_limit = int(flatten(self.config)[self.spec.rounds_key])
-            model = self.spec.build(self.config, BuildContext(self.run_id, self.options.seed, self._handle.bus,
-                                                              rounds_limit))
-            model.telemetry.meta({"seed": self.options.seed,
-                                  "config": {k: v for k, v in flatten(self.config).items() if v is not None},
-                                  "devices": len(model.devices), "base_stations": len(model.base_stations),
-                                  "broker": self._handle.bus.url})
+            model = self.spec.build(
+                self.config, BuildContext(self.run_id, self.options.seed, self._handle.bus, rounds_limit)
+            )
+            model.telemetry.meta(
+                {
+                    "seed": self.options.seed,
+                    "config": {k: v for k, v in flatten(self.config).items() if v is not None},
+                    "devices": len(model.devices),
+                    "base_stations": len(model.base_stations),
+                    "broker": self._handle.bus.url,
+                }
+            )
             model.telemetry.status("running")
         except BaseException:
             self._handle.close()
@@ -128,7 +135,10 @@ class RunSession:
         return not model.running or (until is not None and model.time >= until)
 
     def step(self) -> bool:
-        """Advance one simulated second; False if the run was already done (aborts are recorded, not raised)."""
+        """Advance one simulated second; False if the run was already done.
+
+        An abort (broker gone past its reconnect timeout) is recorded in ``status``, not raised.
+        """
         if self.done:
             return False
         assert self.model is not None
@@ -149,8 +159,11 @@ class RunSession:
             result = self._write()
             if self.model is not None and self._handle is not None:
                 try:
-                    self.model.telemetry.status(self.status, rounds_completed=len(self.model.kpi_rows),
-                                                sim_time_s=float(self.model.time))
+                    self.model.telemetry.status(
+                        self.status,
+                        rounds_completed=len(self.model.kpi_rows),
+                        sim_time_s=float(self.model.time),
+                    )
                 except TwinError:
                     log.debug("could not publish the final status", exc_info=True)
         finally:
@@ -164,25 +177,37 @@ class RunSession:
         rows = model.kpi_rows if model is not None else []
         bus = model.bus if model is not None else None
         summary: dict[str, Any] = {
-            "run_id": self.run_id, "scenario": self.spec.name, "seed": self.options.seed, "status": self.status,
-            "error": self.error, "sim_time_s": float(model.time) if model is not None else 0.0,
-            "rounds_completed": len(rows), "broker": bus.url if bus is not None else self.options.broker,
+            "run_id": self.run_id,
+            "scenario": self.spec.name,
+            "seed": self.options.seed,
+            "status": self.status,
+            "error": self.error,
+            "sim_time_s": float(model.time) if model is not None else 0.0,
+            "rounds_completed": len(rows),
+            "broker": bus.url if bus is not None else self.options.broker,
             "bus": bus.stats.as_dict() if bus is not None else {},
         }
         if rows:
             last = rows[-1]
-            summary["final"] = {k: last[k] for k in ("accuracy", "service_accuracy", "energy_total_j", "co2_total_g")
-                                if k in last}
+            summary["final"] = {
+                k: last[k]
+                for k in ("accuracy", "service_accuracy", "energy_total_j", "co2_total_g")
+                if k in last
+            }
         if model is not None and model.network is not None:
             summary["majority_baseline_accuracy"] = model.network.task.majority_baseline()
             summary["energy_by_agent_j"] = model.energy.by_agent()
         events = model.telemetry.events if model is not None else []
-        write_run_dir(self.run_dir, config_toml=to_toml(self.config), kpi_rows=rows, events=events, summary=summary)
+        write_run_dir(
+            self.run_dir, config_toml=to_toml(self.config), kpi_rows=rows, events=events, summary=summary
+        )
         return RunResult(self.run_id, self.run_dir, self.status, kpi_frame(rows), summary, self.error)
 
 
 def run_scenario(
-    options: RunOptions, *, on_step: Callable[[TwinModel], None] | None = None,
+    options: RunOptions,
+    *,
+    on_step: Callable[[TwinModel], None] | None = None,
     on_model: Callable[[TwinModel], None] | None = None,
 ) -> RunResult:
     """Run an agent scenario to its end and write its run directory.

@@ -23,8 +23,13 @@ class AreaConfig:
     bs_height_m: float = 25.0
 
     def __post_init__(self) -> None:
-        check_positive("area", width_m=self.width_m, height_m=self.height_m, base_stations=self.base_stations,
-                       bs_height_m=self.bs_height_m)
+        check_positive(
+            "area",
+            width_m=self.width_m,
+            height_m=self.height_m,
+            base_stations=self.base_stations,
+            bs_height_m=self.bs_height_m,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +67,15 @@ class FederatedConfig:
     wire_dtype: Literal["fp32", "fp16", "int8"] = "fp32"
 
     def __post_init__(self) -> None:
-        check_positive("fl", rounds=self.rounds, local_epochs=self.local_epochs, batch_size=self.batch_size,
-                       lr=self.lr, deadline_s=self.deadline_s, hidden=self.hidden)
+        check_positive(
+            "fl",
+            rounds=self.rounds,
+            local_epochs=self.local_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            deadline_s=self.deadline_s,
+            hidden=self.hidden,
+        )
         check_range("fl", "clients_per_round", self.clients_per_round, 1e-9, 1.0)
         check_range("fl", "dropout_prob", self.dropout_prob, 0.0, 1.0)
         check_range("fl", "round_interval_s", self.round_interval_s, 0.0, 1e9)
@@ -81,9 +93,14 @@ class BusConfig:
     telemetry_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
-        check_positive("bus", chunk_bytes=self.chunk_bytes, max_payload_bytes=self.max_payload_bytes,
-                       barrier_timeout_s=self.barrier_timeout_s, resend_after_s=self.resend_after_s,
-                       telemetry_interval_s=self.telemetry_interval_s)
+        check_positive(
+            "bus",
+            chunk_bytes=self.chunk_bytes,
+            max_payload_bytes=self.max_payload_bytes,
+            barrier_timeout_s=self.barrier_timeout_s,
+            resend_after_s=self.resend_after_s,
+            telemetry_interval_s=self.telemetry_interval_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +128,9 @@ class QoAISTargets:
     def __post_init__(self) -> None:
         check_range("qoais", "accuracy", self.accuracy, 0.0, 1.0)
         check_range("qoais", "coverage", self.coverage, 0.0, 1.0)
-        check_positive("qoais", round_latency_s=self.round_latency_s, energy_per_round_j=self.energy_per_round_j)
+        check_positive(
+            "qoais", round_latency_s=self.round_latency_s, energy_per_round_j=self.energy_per_round_j
+        )
         check_range("qoais", "privacy_level", self.privacy_level, 1, 5)
         check_range("qoais", "security_level", self.security_level, 1, 5)
 

@@ -50,9 +50,15 @@ class HomeHealthPopulation:
     test_samples_per_household: int = 50
 
     def __post_init__(self) -> None:
-        check_positive("devices", count=self.count, samples_min=self.samples_min, dirichlet_alpha=self.dirichlet_alpha,
-                       neighbourhoods=self.neighbourhoods, test_households=self.test_households,
-                       test_samples_per_household=self.test_samples_per_household)
+        check_positive(
+            "devices",
+            count=self.count,
+            samples_min=self.samples_min,
+            dirichlet_alpha=self.dirichlet_alpha,
+            neighbourhoods=self.neighbourhoods,
+            test_households=self.test_households,
+            test_samples_per_household=self.test_samples_per_household,
+        )
         check_range("devices", "samples_max", self.samples_max, self.samples_min, 1e7)
 
 
@@ -68,49 +74,89 @@ def _edge() -> ComputeProfile:
 class HomeHealthConfig:
     """Every parameter of the scenario (``--set section.field=value``)."""
 
-    area: AreaConfig = field(default_factory=lambda: AreaConfig(width_m=1200.0, height_m=1200.0, base_stations=4))
+    area: AreaConfig = field(
+        default_factory=lambda: AreaConfig(width_m=1200.0, height_m=1200.0, base_stations=4)
+    )
     devices: HomeHealthPopulation = field(default_factory=HomeHealthPopulation)
     device_compute: ComputeProfile = field(default_factory=_hub)
     edge_compute: ComputeProfile = field(default_factory=_edge)
     radio: RadioConfig = field(
-        default_factory=lambda: RadioConfig(scenario="UMa", carrier_ghz=2.1, bandwidth_hz=20e6, load_factor=0.5)
+        default_factory=lambda: RadioConfig(
+            scenario="UMa", carrier_ghz=2.1, bandwidth_hz=20e6, load_factor=0.5
+        )
     )
     link: LinkConfig = field(default_factory=LinkConfig)
-    fl: FederatedConfig = field(default_factory=lambda: FederatedConfig(deadline_s=1.0))
+    fl: FederatedConfig = field(
+        default_factory=lambda: FederatedConfig(deadline_s=2.0, clients_per_round=0.5)
+    )
     bus: BusConfig = field(default_factory=BusConfig)
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
-    qoais: QoAISTargets = field(default_factory=lambda: QoAISTargets(accuracy=0.85, round_latency_s=1.0))
+    qoais: QoAISTargets = field(
+        default_factory=lambda: QoAISTargets(accuracy=0.85, round_latency_s=2.0, energy_per_round_j=150.0)
+    )
 
 
 def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
     """Create the world: base stations, homes with their data, the network agent."""
     model = TwinModel(
-        scenario="home-health", run_id=ctx.run_id, seed=ctx.seed, bus=ctx.bus, area=config.area, radio=config.radio,
+        scenario="home-health",
+        run_id=ctx.run_id,
+        seed=ctx.seed,
+        bus=ctx.bus,
+        area=config.area,
+        radio=config.radio,
         link=config.link,
-        bus_cfg=config.bus, carbon=config.carbon, edge=config.edge_compute, wire_dtype=config.fl.wire_dtype,
+        bus_cfg=config.bus,
+        carbon=config.carbon,
+        edge=config.edge_compute,
+        wire_dtype=config.fl.wire_dtype,
         rounds_limit=ctx.rounds_limit,
     )
     for i, xy in enumerate(grid_base_stations(config.area)):
-        model.base_stations.append(BaseStation(model, model.space, agent_id=f"gnb-{i:02d}", position_m=xy,
-                                               height_m=config.area.bs_height_m, edge=config.edge_compute))
+        model.base_stations.append(
+            BaseStation(
+                model,
+                model.space,
+                agent_id=f"gnb-{i:02d}",
+                position_m=xy,
+                height_m=config.area.bs_height_m,
+                edge=config.edge_compute,
+            )
+        )
     pop = config.devices
     ids = [f"hh-{i:04d}" for i in range(pop.count)]
     task, homes = home_health_data.generate(
-        model.seeds.numpy("data"), ids, samples_min=pop.samples_min, samples_max=pop.samples_max,
-        dirichlet_alpha=pop.dirichlet_alpha, test_households=pop.test_households,
+        model.seeds.numpy("data"),
+        ids,
+        samples_min=pop.samples_min,
+        samples_max=pop.samples_max,
+        dirichlet_alpha=pop.dirichlet_alpha,
+        test_households=pop.test_households,
         test_samples_per_household=pop.test_samples_per_household,
     )
     positions = _home_positions(model.seeds.numpy("placement"), config.area, pop)
     for agent_id, xy in zip(ids, positions, strict=True):
-        device = HomeHealthDevice(model, model.space, agent_id=agent_id, position_m=(float(xy[0]), float(xy[1])),
-                                  compute=config.device_compute, data=task.local[agent_id],
-                                  resting_hr_bpm=homes[agent_id].resting_hr)
+        device = HomeHealthDevice(
+            model,
+            model.space,
+            agent_id=agent_id,
+            position_m=(float(xy[0]), float(xy[1])),
+            compute=config.device_compute,
+            data=task.local[agent_id],
+            resting_hr_bpm=homes[agent_id].resting_hr,
+        )
         model.add_device(device)
     model.finish_setup()
     net = MLP(task.in_features, config.fl.hidden, task.n_classes)
     network = NetworkAgent(
-        model, service=SERVICE, net=net, initial=init_params(net, model.seeds.torch("model/init")), task=task,
-        strategy=make_strategy(config.fl.strategy, config.fl.proximal_mu), fl=config.fl, bus_cfg=config.bus,
+        model,
+        service=SERVICE,
+        net=net,
+        initial=init_params(net, model.seeds.torch("model/init")),
+        task=task,
+        strategy=make_strategy(config.fl.strategy, config.fl.proximal_mu),
+        fl=config.fl,
+        bus_cfg=config.bus,
         train_flops_per_sample=training_flops_per_sample(net, task.in_features),
     )
     model.network = network
@@ -122,17 +168,22 @@ def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
 def _home_positions(rng: np.random.Generator, area: AreaConfig, pop: HomeHealthPopulation) -> np.ndarray:
     """Homes clustered in neighbourhoods (Gaussian around random centres), kept inside the area."""
     margin = 0.1
-    centres = rng.uniform([area.width_m * margin, area.height_m * margin],
-                          [area.width_m * (1 - margin), area.height_m * (1 - margin)], size=(pop.neighbourhoods, 2))
+    centres = rng.uniform(
+        [area.width_m * margin, area.height_m * margin],
+        [area.width_m * (1 - margin), area.height_m * (1 - margin)],
+        size=(pop.neighbourhoods, 2),
+    )
     which = rng.integers(0, pop.neighbourhoods, size=pop.count)
     xy = centres[which] + rng.normal(0.0, pop.neighbourhood_radius_m / 2, size=(pop.count, 2))
     return np.clip(xy, [1.0, 1.0], [area.width_m - 1.0, area.height_m - 1.0])
 
 
-register(AgentScenario(
-    name="home-health",
-    summary="Home sensor hubs learn fall/arrhythmia/apnea detection by federated learning over MQTT",
-    paper_section="2.3.4",
-    default_config=HomeHealthConfig,
-    build=build,
-))
+register(
+    AgentScenario(
+        name="home-health",
+        summary="Home sensor hubs learn fall/arrhythmia/apnea detection by federated learning over MQTT",
+        paper_section="2.3.4",
+        default_config=HomeHealthConfig,
+        build=build,
+    )
+)

@@ -69,7 +69,9 @@ def sample_windows(rng: np.random.Generator, home: Household, labels: np.ndarray
     resp = home.resp_rate + rng.normal(0, 0.8 * home.noise, (n, WINDOW))
     acc = home.activity + np.abs(rng.normal(0, 0.05 * home.noise, (n, WINDOW)))
     walking = rng.random(n) < 0.3
-    acc[walking] += 0.6 + 0.3 * np.abs(np.sin(t * 2.1))[None, :] + rng.normal(0, 0.15, (walking.sum(), WINDOW))
+    acc[walking] += (
+        0.6 + 0.3 * np.abs(np.sin(t * 2.1))[None, :] + rng.normal(0, 0.15, (walking.sum(), WINDOW))
+    )
     hr[walking] += rng.uniform(8, 25, (walking.sum(), 1))
 
     for i in np.flatnonzero(labels == 1):  # fall
@@ -100,8 +102,14 @@ def to_features(windows: np.ndarray) -> torch.Tensor:
 
 
 def generate(
-    rng: np.random.Generator, agent_ids: list[str], *, samples_min: int, samples_max: int,
-    dirichlet_alpha: float, test_households: int, test_samples_per_household: int,
+    rng: np.random.Generator,
+    agent_ids: list[str],
+    *,
+    samples_min: int,
+    samples_max: int,
+    dirichlet_alpha: float,
+    test_households: int,
+    test_samples_per_household: int,
 ) -> tuple[TaskData, dict[str, Household]]:
     """Generate every household's local data and the regional held-out test set."""
     local: dict[str, LocalData] = {}

@@ -75,4 +75,6 @@ def get(name: str) -> Scenario:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownScenarioError(f"unknown scenario {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownScenarioError(
+            f"unknown scenario {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+        ) from None

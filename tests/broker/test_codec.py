@@ -126,7 +126,9 @@ def test_corrupted_chunk_fails_digest() -> None:
 def test_manifest_validation() -> None:
     """Manifests with bad fields or an oversized total are refused."""
     with pytest.raises(PayloadError):
-        Manifest.from_bytes(b'{"schema":"twin.chunks.v1","n_chunks":0,"sha256":"x","total_bytes":1}', max_bytes=10)
+        Manifest.from_bytes(
+            b'{"schema":"twin.chunks.v1","n_chunks":0,"sha256":"x","total_bytes":1}', max_bytes=10
+        )
     big = Manifest(2, "0" * 64, 1_000).to_bytes()
     with pytest.raises(PayloadError) as info:
         Manifest.from_bytes(big, max_bytes=999)

@@ -17,10 +17,12 @@ def _cohort(n_devices: int = 12) -> tuple[MLP, dict[str, torch.Tensor], list[Loc
 
 @pytest.mark.parametrize("mu", [0.0, 0.05])
 def test_cohort_matches_loop(mu: float) -> None:
-    """vmap cohort training gives the same parameters as training each device in a loop (FedAvg and FedProx)."""
+    """vmap cohort training gives the same parameters as a loop over devices (FedAvg and FedProx)."""
     # Prepare
     net, params, data, sizes = _cohort()
-    schedule = make_schedule(sizes, epochs=2, batch_size=8, rngs=[np.random.default_rng(i) for i in range(len(sizes))])
+    schedule = make_schedule(
+        sizes, epochs=2, batch_size=8, rngs=[np.random.default_rng(i) for i in range(len(sizes))]
+    )
     # Execute
     cohort = train_cohort(net, params, data, schedule, lr=0.1, proximal_mu=mu)
     loop = train_loop(net, params, data, schedule, lr=0.1, proximal_mu=mu)
@@ -36,11 +38,18 @@ def test_devices_with_fewer_samples_stop_early() -> None:
     net, params, _, _ = _cohort(2)
     g = torch.Generator().manual_seed(9)
     data = [LocalData(torch.randn(40, 10, generator=g), torch.randint(0, 3, (40,), generator=g))] * 2
-    schedule = make_schedule([4, 40], epochs=1, batch_size=4, rngs=[np.random.default_rng(0), np.random.default_rng(1)])
+    schedule = make_schedule(
+        [4, 40], epochs=1, batch_size=4, rngs=[np.random.default_rng(0), np.random.default_rng(1)]
+    )
     assert schedule.active[:, 0].sum() == 1 and schedule.active[:, 1].sum() == 10
     short = [LocalData(data[0].x[:4], data[0].y[:4]), LocalData(data[1].x[:40], data[1].y[:40])]
-    one_step = train_loop(net, params, [short[0]], make_schedule([4], epochs=1, batch_size=4,
-                                                                  rngs=[np.random.default_rng(0)]), lr=0.1)[0]
+    one_step = train_loop(
+        net,
+        params,
+        [short[0]],
+        make_schedule([4], epochs=1, batch_size=4, rngs=[np.random.default_rng(0)]),
+        lr=0.1,
+    )[0]
     cohort = train_cohort(net, params, short, schedule, lr=0.1)
     for name in params:
         torch.testing.assert_close(cohort[0][name], one_step[name])

@@ -67,7 +67,12 @@ def steps_per_device(n_samples: int, epochs: int, batch_size: int) -> int:
 
 
 def _loss(
-    model: nn.Module, params: Params, anchor: Params, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor,
+    model: nn.Module,
+    params: Params,
+    anchor: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    m: torch.Tensor,
     mu: float,
 ) -> torch.Tensor:
     logits = functional_call(model, params, (x,))
@@ -80,7 +85,12 @@ def _loss(
 
 
 def train_cohort(
-    model: nn.Module, global_params: Params, data: list[LocalData], schedule: Schedule, *, lr: float,
+    model: nn.Module,
+    global_params: Params,
+    data: list[LocalData],
+    schedule: Schedule,
+    *,
+    lr: float,
     proximal_mu: float = 0.0,
 ) -> list[Params]:
     """Train every device of the cohort at once with ``vmap(grad(loss))``; returns per-device params."""
@@ -94,7 +104,9 @@ def train_cohort(
     for i, d in enumerate(data):
         x_all[i, : d.x.shape[0]] = d.x
         y_all[i, : d.y.shape[0]] = d.y
-    params = {k: v.detach().unsqueeze(0).repeat(n_dev, *([1] * v.ndim)).clone() for k, v in global_params.items()}
+    params = {
+        k: v.detach().unsqueeze(0).repeat(n_dev, *([1] * v.ndim)).clone() for k, v in global_params.items()
+    }
     anchor = {k: v.detach() for k, v in global_params.items()}
     rows = torch.arange(n_dev).unsqueeze(1)
 
@@ -114,7 +126,12 @@ def train_cohort(
 
 
 def train_loop(
-    model: nn.Module, global_params: Params, data: list[LocalData], schedule: Schedule, *, lr: float,
+    model: nn.Module,
+    global_params: Params,
+    data: list[LocalData],
+    schedule: Schedule,
+    *,
+    lr: float,
     proximal_mu: float = 0.0,
 ) -> list[Params]:
     """Reference: train each device separately with autograd, same schedule and SGD as the cohort."""
@@ -130,7 +147,8 @@ def train_loop(
             grads = torch.autograd.grad(loss, list(params.values()))
             with torch.no_grad():
                 params = {
-                    k: (p - lr * g).requires_grad_(True) for (k, p), g in zip(params.items(), grads, strict=True)
+                    k: (p - lr * g).requires_grad_(True)
+                    for (k, p), g in zip(params.items(), grads, strict=True)
                 }
         out.append({k: v.detach() for k, v in params.items()})
     return out

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from broker.embedded import EmbeddedBroker
+from twin.runner import RunOptions, run_scenario
+
+SMALL = {"devices.count": "24", "fl.clients_per_round": "0.75", "fl.dropout_prob": "0.1"}
+
+
+def _kpis(tmp_path: Path, broker: str, seed: int = 7) -> pd.DataFrame:
+    result = run_scenario(
+        RunOptions("home-health", seed=seed, overrides=SMALL, broker=broker, out_dir=tmp_path, rounds=3)
+    )
+    assert result.status == "finished", result.error
+    return result.kpis
+
+
+@pytest.mark.broker
+def test_same_seed_same_kpis_on_every_bus(
+    tmp_path: Path, embedded_broker: EmbeddedBroker, mosquitto_url: str
+) -> None:
+    """Same seed ⇒ identical KPI tables: embedded broker, Mosquitto, a repeated run, the in-process bus."""
+    # Execute
+    embedded = _kpis(tmp_path, "embedded")
+    again = _kpis(tmp_path, embedded_broker.url)
+    mosquitto = _kpis(tmp_path, mosquitto_url)
+    local = _kpis(tmp_path, "local")
+    # Assert
+    assert len(embedded) == 3
+    pd.testing.assert_frame_equal(embedded, again, check_exact=True)
+    pd.testing.assert_frame_equal(embedded, mosquitto, check_exact=True)
+    pd.testing.assert_frame_equal(embedded, local, check_exact=True)
+
+
+def test_other_seed_other_kpis(tmp_path: Path) -> None:
+    """A different seed gives a different world and so different KPIs (the seed is really used)."""
+    a = _kpis(tmp_path, "local", seed=1)
+    b = _kpis(tmp_path, "local", seed=2)
+    assert not a.equals(b)
+
+
+@pytest.mark.broker
+def test_broker_gone_mid_run_aborts_and_keeps_records(tmp_path: Path) -> None:
+    """When the broker vanishes mid-run, the run reconnects until its timeout, then stops as `aborted`
+    with the rounds completed so far written to the run directory."""
+    # Prepare
+    broker = EmbeddedBroker().start()
+    overrides = {**SMALL, "bus.barrier_timeout_s": "3", "bus.resend_after_s": "0.5"}
+    state = {"stopped": False}
+
+    def on_step(model: object) -> None:
+        if not state["stopped"] and len(model.kpi_rows) >= 2:  # type: ignore[attr-defined]
+            broker.stop()
+            state["stopped"] = True
+
+    # Execute
+    result = run_scenario(
+        RunOptions(
+            "home-health", seed=3, overrides=overrides, broker=broker.url, out_dir=tmp_path, rounds=10
+        ),
+        on_step=on_step,
+    )
+    # Assert
+    assert result.status == "aborted"
+    assert "unreachable" in (result.error or "") or "incomplete" in (result.error or "")
+    written = pd.read_parquet(result.run_dir / "kpi.parquet")
+    assert 2 <= len(written) < 10
+    assert (result.run_dir / "summary.json").read_text().count('"aborted"') >= 1

@@ -13,17 +13,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 from mesa import Agent
 from torch import nn
+from torch.func import functional_call
 
-from agents.device import Device, DeviceState
+from agents.device import Device, DeviceState, RoundTiming
 from broker.model_exchange import ReceivedModel
 from twin.errors import RunAbortedError
 from twin.kpi import co2_kg, compute_energy_j
 from twin.learning.aggregation import ClientUpdate, Params, Strategy
 from twin.learning.cohort import evaluate, make_schedule, steps_per_device, train_cohort
 from twin.learning.task import TaskData
-from twin.settings import BusConfig, FederatedConfig
+from twin.settings import BusConfig, FederatedConfig, QoAISTargets
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
@@ -43,6 +45,7 @@ class RoundState:
     updates: dict[str, ClientUpdate] = field(default_factory=dict)
     global_received: bool = False
     energy_mark: dict[tuple[str, str], float] = field(default_factory=dict)
+    timings: dict[str, RoundTiming] = field(default_factory=dict)
 
 
 class NetworkAgent(Agent):
@@ -62,6 +65,7 @@ class NetworkAgent(Agent):
         fl: FederatedConfig,
         bus_cfg: BusConfig,
         train_flops_per_sample: float,
+        targets: QoAISTargets,
     ) -> None:
         super().__init__(model)
         self.agent_id = "network"
@@ -73,6 +77,7 @@ class NetworkAgent(Agent):
         self.fl = fl
         self.bus_cfg = bus_cfg
         self.train_flops_per_sample = train_flops_per_sample
+        self.targets = targets
         self.registry: dict[int, float] = {}
         self.round: RoundState | None = None
         self.rounds_done = 0
@@ -174,6 +179,7 @@ class NetworkAgent(Agent):
                 device, flops=flops, timing=timing, bits=self.model_bits, max_s=self.fl.deadline_s
             )
             device.local_params = params
+            state.timings[device.agent_id] = timing
             arrival = state.start_s + timing.total_s
             meta = {
                 "round": state.index,
@@ -243,6 +249,12 @@ class NetworkAgent(Agent):
         participants = [model.device(a) for a in state.selected]
         reliability = float(np.mean([d.reliability for d in participants])) if participants else 0.0
         device_j, network_j = model.energy.since(state.energy_mark)
+        coverage = model.coverage(
+            self.accuracy_by_device(),
+            accuracy,
+            min_rate_bps=self.targets.min_rate_bps,
+            min_accuracy=self.targets.accuracy,
+        )
         row = {
             "round": state.index,
             "sim_time_s": model.time,
@@ -256,6 +268,10 @@ class NetworkAgent(Agent):
             "loss": loss,
             "link_reliability": reliability,
             "service_accuracy": accuracy * reliability,
+            "coverage": coverage.share,
+            "device_download_s": _median([t.download_s for t in state.timings.values()]),
+            "device_compute_s": _median([t.compute_s for t in state.timings.values()]),
+            "device_upload_s": _median([t.upload_s for t in state.timings.values()]),
             "energy_device_j": device_j,
             "energy_network_j": network_j,
             "energy_round_j": device_j + network_j,
@@ -280,6 +296,21 @@ class NetworkAgent(Agent):
             return
         model.schedule_event(self.start_round, at=model.time + self.fl.round_interval_s)
 
+    def accuracy_by_device(self) -> dict[str, float]:
+        """Accuracy of the current global model on each device's own data (one batched forward pass)."""
+        devices = self.model.devices
+        x = torch.cat([d.data.x for d in devices])
+        y = torch.cat([d.data.y for d in devices])
+        with torch.no_grad():
+            correct = (functional_call(self.net, self.global_params, (x,)).argmax(dim=1) == y).float()
+        out: dict[str, float] = {}
+        start = 0
+        for d in devices:
+            n = d.n_samples
+            out[d.agent_id] = float(correct[start : start + n].mean()) if n else float("nan")
+            start += n
+        return out
+
     def telemetry(self) -> dict[str, float | int | str]:
         """Flat telemetry fields of the network agent."""
         return {
@@ -287,6 +318,12 @@ class NetworkAgent(Agent):
             "accuracy": _finite(self.last_accuracy),
             "model_bits": self.model_bits,
         }
+
+
+def _median(values: list[float]) -> float:
+    """Median of the finite values (NaN when there is none)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.median(finite)) if finite else float("nan")
 
 
 def _finite(value: float) -> float:

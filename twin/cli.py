@@ -6,6 +6,7 @@ Exit codes: 0 success · 1 error · 2 bad input (unknown scenario, bad config) �
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -18,7 +19,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from twin.config import parse_set_options
-from twin.errors import TwinError
+from twin.errors import ConfigError, TwinError
+from twin.render import calculation_tables, qoais_table
 
 app = typer.Typer(
     add_completion=False,
@@ -58,9 +60,17 @@ def run(
         str, typer.Option("--broker", help="embedded | local | mqtt[s]://[user:pass@]host:port")
     ] = "embedded",
     out: Annotated[Path, typer.Option("--out", help="Parent folder of run directories.")] = Path("runs"),
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people) or json (for machines, on stdout).")
+    ] = "table",
 ) -> None:
-    """Run a scenario; show progress, then its KPI summary and run directory."""
-    from twin.runner import RunOptions, run_scenario
+    """Run a scenario; show progress, then its KPI and QoAIS summary and its run directory."""
+    from twin.runner import RunOptions, run_calculation, run_scenario
+    from usecases import registry
+    from usecases.registry import CalculationScenario
+
+    if output_format not in ("table", "json"):
+        raise ConfigError(f"--format must be table or json, got {output_format!r}")
 
     options = RunOptions(
         scenario=scenario,
@@ -71,14 +81,24 @@ def run(
         until_s=until,
         rounds=rounds,
     )
+    if isinstance(registry.get(scenario), CalculationScenario):
+        calc = run_calculation(options)
+        if output_format == "json":
+            print(json.dumps({"run_id": calc.run_id, "run_dir": str(calc.run_dir), **calc.result.to_dict()}))
+            return
+        for table in calculation_tables(calc.result):
+            console.print(table)
+        console.print(qoais_table(calc.result.qoais))
+        console.print(f"run directory: {calc.run_dir}")
+        return
     started = time.monotonic()
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        console=console,
-        transient=False,
+        console=err_console if output_format == "json" else console,
+        transient=output_format == "json",
     ) as progress:
         task = progress.add_task(scenario, total=None, info="starting")
         state: dict[str, Any] = {}
@@ -97,7 +117,18 @@ def run(
             )
 
         result = run_scenario(options, on_step=on_step, on_model=on_model)
-    _print_summary(result, time.monotonic() - started)
+    if output_format == "json":
+        document = {
+            **result.summary,
+            "run_dir": str(result.run_dir),
+            "kpis": result.kpis.to_dict("records"),
+            "qoais_reports": [r.to_dict() for r in result.qoais],
+        }
+        print(json.dumps(document, default=str))
+    else:
+        _print_summary(result, time.monotonic() - started)
+        console.print(qoais_table(result.qoais))
+        console.print(f"run directory: {result.run_dir}")
     if result.status != "finished":
         raise typer.Exit(4)
 
@@ -137,7 +168,6 @@ def _print_summary(result: Any, wall_s: float) -> None:
     console.print(table)
     if result.error:
         err_console.print(f"run {result.status}: {result.error}")
-    console.print(f"run directory: {result.run_dir}")
 
 
 @app.command("broker")

@@ -46,6 +46,7 @@ class LinkModel:
         self._rng = rng
         self._field: ShadowingField | None = None
         self._last_xyz: np.ndarray | None = None
+        self._last_los: np.ndarray | None = None
         self.last: LinkSnapshot | None = None
 
     def update(self, ue_xyz: np.ndarray) -> LinkSnapshot:
@@ -55,9 +56,10 @@ class LinkModel:
         else:
             moved = np.linalg.norm(ue_xyz[:, :2] - self._last_xyz[:, :2], axis=1)
             if np.any(moved > 0):
-                self._field = self._field.moved(moved, self.radio, self._rng)
+                self._field = self._field.moved(moved, self.radio, self._rng, los=self._last_los)
         self._last_xyz = ue_xyz.copy()
         state = compute_links(ue_xyz, self.bs_xyz, self.radio, shadowing=self._field)
+        self._last_los = state.los
         share = np.bincount(state.serving_cell, minlength=len(self.bs_xyz))[state.serving_cell]
         ul = self.link.uplink_share
         self.last = LinkSnapshot(
@@ -70,18 +72,44 @@ class LinkModel:
         )
         return self.last
 
-    def coverage_grid(self, resolution_m: float, width_m: float, height_m: float) -> tuple[np.ndarray, ...]:
-        """Downlink rate (full cell, bit/s), SINR (dB) and reliability on a grid, for maps and coverage."""
+    def coverage_grid(self, resolution_m: float, width_m: float, height_m: float) -> CoverageGrid:
+        """Full-cell rates (as if alone in the cell), SINR and reliability on a grid of square cells."""
+        if resolution_m <= 0:
+            raise ValueError(f"grid resolution must be > 0 m, got {resolution_m}")
         xs = np.arange(resolution_m / 2, width_m, resolution_m)
         ys = np.arange(resolution_m / 2, height_m, resolution_m)
         gx, gy = np.meshgrid(xs, ys)
         pts = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, self.radio.ue_height_m)])
         state = compute_links(pts, self.bs_xyz, self.radio)
         shape = gx.shape
-        return (
-            xs,
-            ys,
-            state.rate_bps.reshape(shape) * (1.0 - self.link.uplink_share),
-            state.sinr_db.reshape(shape),
-            (state.reliability * state.uplink_reliability).reshape(shape),
+        ul = self.link.uplink_share
+        return CoverageGrid(
+            xs=xs,
+            ys=ys,
+            resolution_m=resolution_m,
+            downlink_bps=(state.rate_bps * (1.0 - ul)).reshape(shape),
+            uplink_bps=(state.uplink_rate_bps * ul).reshape(shape),
+            sinr_db=state.sinr_db.reshape(shape),
+            reliability=(state.reliability * state.uplink_reliability).reshape(shape),
+            serving_cell=state.serving_cell.reshape(shape),
         )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CoverageGrid:
+    """Radio over a grid: arrays (len(ys), len(xs)), cell centres ``xs``/``ys`` in metres."""
+
+    xs: npt.NDArray[np.float64]
+    ys: npt.NDArray[np.float64]
+    resolution_m: float
+    downlink_bps: npt.NDArray[np.float64]
+    uplink_bps: npt.NDArray[np.float64]
+    sinr_db: npt.NDArray[np.float64]
+    reliability: npt.NDArray[np.float64]
+    serving_cell: npt.NDArray[np.int64]
+
+    def cell_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column indices of the grid cells holding points ``xy`` (N, 2)."""
+        col = np.clip((xy[:, 0] // self.resolution_m).astype(int), 0, len(self.xs) - 1)
+        row = np.clip((xy[:, 1] // self.resolution_m).astype(int), 0, len(self.ys) - 1)
+        return row, col

@@ -17,9 +17,10 @@ from mesa.experimental.continuous_space import ContinuousSpace
 from broker.bus import Bus
 from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
 from broker.topics import Topics
+from twin.coverage import CoverageMap, coverage_map
 from twin.energy import NETWORK, EnergyLedger
 from twin.kpi import ComputeProfile, compute_energy_j, transmission_energy_j
-from twin.links import LinkModel
+from twin.links import CoverageGrid, LinkModel
 from twin.radio import RadioConfig
 from twin.rng import SeedStreams
 from twin.settings import AreaConfig, BusConfig, CarbonConfig, LinkConfig
@@ -101,6 +102,8 @@ class TwinModel(Model):
         self.status = "running"
         self._subscribed: set[str] = set()
         self._cell_share: dict[str, int] = {}
+        self._grid: CoverageGrid | None = None
+        self.last_coverage: CoverageMap | None = None
 
     # ---- world ----------------------------------------------------------------------------------
     def add_device(self, device: DeviceLike) -> None:
@@ -215,6 +218,35 @@ class TwinModel(Model):
         # The cell carries this device's bits at its whole downlink capacity share × devices sharing it.
         cell_rate = device.downlink_bps * self._cell_share.get(device.agent_id, 1)
         self.energy.add(NETWORK, "downlink", float(transmission_energy_j(bits, cell_rate / link.bs_power_w)))
+
+    def coverage_grid(self) -> CoverageGrid:
+        """The radio over the area's grid (cached: base stations do not move)."""
+        if self._grid is None:
+            assert self.links is not None
+            self._grid = self.links.coverage_grid(self.area.grid_m, self.area.width_m, self.area.height_m)
+        return self._grid
+
+    def coverage(
+        self,
+        device_accuracy: dict[str, float],
+        regional_accuracy: float,
+        *,
+        min_rate_bps: float,
+        min_accuracy: float,
+    ) -> CoverageMap:
+        """Service coverage map of a model whose accuracy on each device's data is ``device_accuracy``."""
+        devices = [d for d in self.devices if d.agent_id in device_accuracy]
+        xy = np.array([d.position for d in devices], dtype=float).reshape(-1, 2)
+        self.last_coverage = coverage_map(
+            self.coverage_grid(),
+            device_xy=xy,
+            device_accuracy=np.array([device_accuracy[d.agent_id] for d in devices]),
+            device_samples=np.array([float(getattr(d, "n_samples", 1)) for d in devices]),
+            regional_accuracy=regional_accuracy,
+            min_rate_bps=min_rate_bps,
+            min_accuracy=min_accuracy,
+        )
+        return self.last_coverage
 
     def record_kpi(self, row: dict[str, Any]) -> None:
         """Keep a KPI row, stream it, and tell listeners (progress bar, viz)."""

@@ -17,13 +17,16 @@ import pandas as pd
 
 from broker.connect import BusHandle, open_bus
 from broker.topics import Topics
+from broker.url import parse_broker_url
 from twin.config import apply_overrides, flatten, to_toml
 from twin.errors import ConfigError, RunAbortedError, TwinError
 from twin.model import TwinModel
-from twin.outputs import kpi_frame, write_run_dir
+from twin.outputs import kpi_frame, write_calculation, write_qoais, write_run_dir
+from twin.qoais import ServiceReport
+from twin.service_reports import federated_training_report
 from twin.telemetry import status_payload
 from usecases import registry
-from usecases.registry import AgentScenario, BuildContext
+from usecases.registry import AgentScenario, BuildContext, CalculationResult, CalculationScenario
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class RunResult:
     kpis: pd.DataFrame
     summary: dict[str, Any]
     error: str | None = None
+    qoais: list[ServiceReport] = field(default_factory=list)
 
 
 def resolve_config(scenario: str, overrides: Mapping[str, str], rounds: int | None = None) -> tuple[Any, Any]:
@@ -66,6 +70,14 @@ def resolve_config(scenario: str, overrides: Mapping[str, str], rounds: int | No
             raise ConfigError(f"--rounds must be > 0, got {rounds}")
         merged[spec.rounds_key] = str(rounds)
     return spec, apply_overrides(config, merged)
+
+
+def broker_security(broker: str) -> tuple[bool, bool]:
+    """(TLS, authenticated) of a ``--broker`` value; the embedded and in-process buses have neither."""
+    if broker in ("embedded", "local"):
+        return False, False
+    address = parse_broker_url(broker)
+    return address.tls, address.username is not None
 
 
 def new_run_id(scenario: str, seed: int) -> str:
@@ -198,10 +210,33 @@ class RunSession:
             summary["majority_baseline_accuracy"] = model.network.task.majority_baseline()
             summary["energy_by_agent_j"] = model.energy.by_agent()
         events = model.telemetry.events if model is not None else []
+        reports = self._qoais(rows)
+        summary["qoais"] = {
+            r.service: {"passed": r.passed, "limiting_factor": r.limiting_factor} for r in reports
+        }
         write_run_dir(
             self.run_dir, config_toml=to_toml(self.config), kpi_rows=rows, events=events, summary=summary
         )
-        return RunResult(self.run_id, self.run_dir, self.status, kpi_frame(rows), summary, self.error)
+        write_qoais(self.run_dir, reports, title=f"QoAIS report — {self.run_id}")
+        return RunResult(
+            self.run_id, self.run_dir, self.status, kpi_frame(rows), summary, self.error, reports
+        )
+
+    def _qoais(self, rows: list[dict[str, Any]]) -> list[ServiceReport]:
+        model = self.model
+        if model is None or model.network is None:
+            return []
+        tls, authenticated = broker_security(self.options.broker)
+        return [
+            federated_training_report(
+                model.network.service,
+                rows,
+                self.config.qoais,
+                tls=tls,
+                authenticated=authenticated,
+                baseline_accuracy=model.network.task.majority_baseline(),
+            )
+        ]
 
 
 def run_scenario(
@@ -229,3 +264,25 @@ def run_scenario(
         session.close("aborted", f"{type(exc).__name__}: {exc}")
         raise
     return session.close()
+
+
+@dataclass(slots=True)
+class CalculationRun:
+    """Outcome of a calculation scenario: its result and where it was written."""
+
+    run_id: str
+    run_dir: Path
+    result: CalculationResult
+
+
+def run_calculation(options: RunOptions) -> CalculationRun:
+    """Compute a calculation scenario and write config, results and QoAIS to its run directory."""
+    spec, config = resolve_config(options.scenario, options.overrides, options.rounds)
+    if not isinstance(spec, CalculationScenario):
+        raise ConfigError(f"scenario {options.scenario!r} is an agent simulation, not a calculation")
+    run_id = options.run_id or new_run_id(spec.name, options.seed)
+    run_dir = options.out_dir / run_id
+    result = spec.compute(config)
+    write_calculation(run_dir, config_toml=to_toml(config), result=result.to_dict())
+    write_qoais(run_dir, list(result.qoais), title=f"QoAIS report — {run_id}")
+    return CalculationRun(run_id, run_dir, result)

@@ -6,11 +6,10 @@ ECR 0.702 kg CO2/kWh implied by Table 3-15).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from twin.config import check_positive, check_range
-from twin.kpi import ComputeProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +20,7 @@ class AreaConfig:
     height_m: float = 1000.0
     base_stations: int = 3
     bs_height_m: float = 25.0
+    grid_m: float = 25.0
 
     def __post_init__(self) -> None:
         check_positive(
@@ -29,6 +29,7 @@ class AreaConfig:
             height_m=self.height_m,
             base_stations=self.base_stations,
             bs_height_m=self.bs_height_m,
+            grid_m=self.grid_m,
         )
 
 
@@ -121,6 +122,8 @@ class QoAISTargets:
     round_latency_s: float = 2.0
     energy_per_round_j: float = 500.0
     coverage: float = 0.95
+    min_rate_bps: float = 1e5
+    accuracy_variance_max: float = 1e-3
     privacy_level: int = 4
     security_level: int = 3
     autonomy: Literal["full", "partial", "human"] = "partial"
@@ -129,23 +132,29 @@ class QoAISTargets:
         check_range("qoais", "accuracy", self.accuracy, 0.0, 1.0)
         check_range("qoais", "coverage", self.coverage, 0.0, 1.0)
         check_positive(
-            "qoais", round_latency_s=self.round_latency_s, energy_per_round_j=self.energy_per_round_j
+            "qoais",
+            round_latency_s=self.round_latency_s,
+            energy_per_round_j=self.energy_per_round_j,
+            min_rate_bps=self.min_rate_bps,
+            accuracy_variance_max=self.accuracy_variance_max,
         )
         check_range("qoais", "privacy_level", self.privacy_level, 1, 5)
         check_range("qoais", "security_level", self.security_level, 1, 5)
 
 
-def _default_device() -> ComputeProfile:
-    return ComputeProfile(flops_per_s=2e9, power_w=1.5)
-
-
-def _default_edge() -> ComputeProfile:
-    return ComputeProfile(flops_per_s=19.5e12, power_w=400.0)
-
-
 @dataclass(frozen=True, slots=True)
-class ComputeConfig:
-    """Compute of the device kind and of the base stations' edge servers."""
+class InferenceTargets:
+    """Targets of an inference service: per-request accuracy, latency and energy; graded levels."""
 
-    device: ComputeProfile = field(default_factory=_default_device)
-    edge: ComputeProfile = field(default_factory=_default_edge)
+    accuracy: float = 0.7
+    latency_s: float = 0.02
+    energy_per_request_j: float = 5.0
+    privacy_level: int = 3
+    security_level: int = 2
+    autonomy: Literal["full", "partial", "human"] = "full"
+
+    def __post_init__(self) -> None:
+        check_range("qoais", "accuracy", self.accuracy, 0.0, 1.0)
+        check_positive("qoais", latency_s=self.latency_s, energy_per_request_j=self.energy_per_request_j)
+        check_range("qoais", "privacy_level", self.privacy_level, 1, 5)
+        check_range("qoais", "security_level", self.security_level, 1, 5)

@@ -158,6 +158,7 @@ def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
         fl=config.fl,
         bus_cfg=config.bus,
         train_flops_per_sample=training_flops_per_sample(net, task.in_features),
+        targets=config.qoais,
     )
     model.network = network
     model.subscribe_service(SERVICE)

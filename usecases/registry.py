@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from twin.errors import UnknownScenarioError
+from twin.qoais import ServiceReport
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
@@ -35,6 +36,43 @@ class AgentScenario:
 
 
 @dataclass(frozen=True, slots=True)
+class ComparedValue:
+    """A computed value next to the paper's (``paper`` is None where the paper has no such value)."""
+
+    row: str
+    column: str
+    ours: float
+    paper: float | None
+    diff: float | None
+    within_tolerance: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class CalculationResult:
+    """What a calculation scenario computes: a table, the paper comparison, highlights and its QoAIS."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[dict[str, float], ...]
+    comparison: tuple[ComparedValue, ...]
+    highlights: dict[str, Any]
+    qoais: tuple[ServiceReport, ...]
+    inputs_match_paper: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``twin run … --format json``)."""
+        return {
+            "title": self.title,
+            "columns": list(self.columns),
+            "rows": [dict(r) for r in self.rows],
+            "comparison": [asdict(c) for c in self.comparison],
+            "highlights": self.highlights,
+            "inputs_match_paper": self.inputs_match_paper,
+            "qoais": [r.to_dict() for r in self.qoais],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CalculationScenario:
     """A scenario computed from formulas only (the paper's evaluation examples)."""
 
@@ -42,7 +80,7 @@ class CalculationScenario:
     summary: str
     paper_section: str
     default_config: Callable[[], Any]
-    compute: Callable[[Any], Any]
+    compute: Callable[[Any], CalculationResult]
 
 
 Scenario = AgentScenario | CalculationScenario
@@ -58,9 +96,9 @@ def register(scenario: Scenario) -> Scenario:
 
 
 def _load_builtin() -> None:
-    if _REGISTRY:
-        return
-    import usecases.home_health  # noqa: F401  (registers itself)
+    import usecases.home_health  # noqa: F401  (each module registers itself)
+    import usecases.seed_federated_training  # noqa: F401
+    import usecases.seed_split_inference  # noqa: F401
 
 
 def names() -> list[str]:

@@ -130,6 +130,9 @@ def test_run_writes_outputs(tmp_path: Path) -> None:
         "config.toml",
         "kpi.parquet",
         "summary.json",
+        "qoais.json",
+        "qoais.md",
         "events.parquet",
     }
+    assert "QoAIS" in proc.stdout and "fall-detection" in (run_dir / "qoais.md").read_text()
     assert "count = 12" in (run_dir / "config.toml").read_text()

@@ -127,13 +127,15 @@ class ModelExchange:
         """Handle one message under ``…/ml/``; returns a complete model, a resend request, or None."""
         parsed = parse_model_topic(self.topics, message.topic)
         if parsed is None:
-            return self._reject("unknown", message.topic, "not a model topic of this run")
+            self._reject("unknown", message.topic, "not a model topic of this run")
+            return None
         try:
             if parsed.kind == "resend":
                 return _parse_resend(parsed, message.payload)
             return self._receive_model(parsed, message)
         except PayloadError as exc:
-            return self._reject(exc.kind, message.topic, str(exc))
+            self._reject(exc.kind, message.topic, str(exc))
+            return None
 
     def _receive_model(self, parsed: ModelTopic, message: Message) -> ReceivedModel | None:
         key = (
@@ -166,7 +168,6 @@ class ModelExchange:
     def _reject(self, kind: str, topic: str, why: str) -> None:
         self.bus.stats.reject(kind)
         log.warning("rejected %s message on %s: %s", kind, topic, why)
-        return None
 
 
 def _parse_resend(parsed: ModelTopic, body: bytes) -> ResendRequest:

@@ -15,6 +15,7 @@ from mesa import Model
 from mesa.experimental.continuous_space import ContinuousSpace
 
 from broker.bus import Bus
+from broker.codec import WireDtype
 from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
 from broker.topics import Topics
 from twin.coverage import CoverageMap, coverage_map
@@ -66,7 +67,7 @@ class TwinModel(Model):
         bus_cfg: BusConfig,
         carbon: CarbonConfig,
         edge: ComputeProfile,
-        wire_dtype: str = "fp32",
+        wire_dtype: WireDtype = "fp32",
         rounds_limit: int | None = None,
     ) -> None:
         self.seeds = SeedStreams(seed)
@@ -90,7 +91,7 @@ class TwinModel(Model):
             chunk_bytes=bus_cfg.chunk_bytes,
             max_payload_bytes=bus_cfg.max_payload_bytes,
             wire_dtype=wire_dtype,
-        )  # type: ignore[arg-type]
+        )
         self.telemetry = TelemetryPublisher(bus, self.topics, scenario)
         self.energy = EnergyLedger()
         self.kpi_rows: list[dict[str, Any]] = []

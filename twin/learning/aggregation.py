@@ -26,7 +26,10 @@ class ClientUpdate:
 class Strategy(Protocol):
     """What the network agent needs from an aggregation strategy."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short name of the strategy."""
+
     proximal_mu: float
 
     def aggregate(self, global_params: Params, updates: list[ClientUpdate]) -> Params:

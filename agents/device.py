@@ -69,6 +69,9 @@ class Device(ContinuousSpaceAgent):
         self.compute = compute
         self.data = data
         self.local_params: Params | None = None
+        self.escalated_until_s: float = float("-inf")
+        self.deployed_version: int = 0
+        self.deployed_params: Params | None = None
         self.serving_cell: str = ""
         self.downlink_bps: float = 0.0
         self.uplink_bps: float = 0.0
@@ -98,6 +101,14 @@ class Device(ContinuousSpaceAgent):
         self._round_start_s, self._timing, self._fixed_state = start_s, timing, None
         return timing
 
+    def escalate(self, now_s: float, latency_s: float) -> None:
+        """Mark an escalation to the network, shown for at least one simulated second (one step)."""
+        self.escalated_until_s = now_s + max(latency_s, 1.0)
+
+    def deploy(self, version: int, params: Params) -> None:
+        """Install the global model of ``version`` for on-device (preliminary) inference."""
+        self.deployed_version, self.deployed_params = version, params
+
     def mark(self, state: DeviceState | None) -> None:
         """Pin a state (offline, straggler) until the next round; ``None`` unpins."""
         self._fixed_state = state
@@ -110,6 +121,8 @@ class Device(ContinuousSpaceAgent):
         """State at simulated time ``time_s`` according to this round's timeline."""
         if self._fixed_state is not None and self._fixed_state is not DeviceState.STRAGGLER:
             return self._fixed_state
+        if time_s < self.escalated_until_s:
+            return DeviceState.ESCALATED
         timing = self._timing
         if timing is None:
             return DeviceState.IDLE

@@ -20,6 +20,7 @@ from torch.func import functional_call
 
 from agents.device import Device, DeviceState, RoundTiming
 from broker.model_exchange import ReceivedModel
+from twin.energy import NETWORK
 from twin.errors import RunAbortedError
 from twin.kpi import co2_kg, compute_energy_j
 from twin.learning.aggregation import ClientUpdate, Params, Strategy
@@ -71,6 +72,7 @@ class NetworkAgent(Agent):
         self.agent_id = "network"
         self.service = service
         self.net = net
+        self.initial_params: Params = {k: v.clone() for k, v in initial.items()}
         self.global_params: Params = {k: v.clone() for k, v in initial.items()}
         self.task = task
         self.strategy = strategy
@@ -167,6 +169,7 @@ class NetworkAgent(Agent):
         trained = train_cohort(
             self.net, self.global_params, data, schedule, lr=self.fl.lr, proximal_mu=self.strategy.proximal_mu
         )
+        downloaded = {k: v.clone() for k, v in self.global_params.items()}
         for device, params in zip(active, trained, strict=True):
             n_steps = steps_per_device(device.n_samples, self.fl.local_epochs, self.fl.batch_size)
             flops = self.train_flops_per_sample * min(
@@ -176,9 +179,15 @@ class NetworkAgent(Agent):
                 state.start_s, download_bits=self.model_bits, train_flops=flops, upload_bits=self.model_bits
             )
             model.book_round_energy(
-                device, flops=flops, timing=timing, bits=self.model_bits, max_s=self.fl.deadline_s
+                self.service,
+                device,
+                flops=flops,
+                timing=timing,
+                bits=self.model_bits,
+                max_s=self.fl.deadline_s,
             )
             device.local_params = params
+            device.deploy(state.index - 1, downloaded)
             state.timings[device.agent_id] = timing
             arrival = state.start_s + timing.total_s
             meta = {
@@ -241,14 +250,17 @@ class NetworkAgent(Agent):
         agg_flops = 2.0 * sum(v.numel() for v in self.global_params.values()) * max(1, len(accepted))
         edge = model.edge_profile
         model.energy.add(
-            "network", "aggregation", float(compute_energy_j(agg_flops, edge.efficiency_flops_per_j))
+            NETWORK,
+            "aggregation",
+            float(compute_energy_j(agg_flops, edge.efficiency_flops_per_j)),
+            service=self.service,
         )
         accuracy, loss = evaluate(self.net, self.global_params, self.task.test_x, self.task.test_y)
         self.registry[state.index] = accuracy
         self.last_accuracy = accuracy
         participants = [model.device(a) for a in state.selected]
         reliability = float(np.mean([d.reliability for d in participants])) if participants else 0.0
-        device_j, network_j = model.energy.since(state.energy_mark)
+        device_j, network_j = model.energy.since(state.energy_mark, service=self.service)
         coverage = model.coverage(
             self.accuracy_by_device(),
             accuracy,

@@ -9,6 +9,8 @@ All topics live under ``twin/v1/{run_id}/`` with no leading slash::
     twin/v1/{run_id}/agents/{kind}/{agent_id}/events
     twin/v1/{run_id}/ml/{service}/{round}/global            retained global model (safetensors)
     twin/v1/{run_id}/ml/{service}/{round}/update/{agent_id} local update (safetensors)
+    twin/v1/{run_id}/svc/{service}/request/{agent_id}       device → network request (JSON)
+    twin/v1/{run_id}/svc/{service}/response/{agent_id}      network → device answer (JSON)
 
 A model payload larger than the chunk limit is sent as a JSON manifest on ``…/manifest`` below its
 topic and raw byte chunks on ``…/chunk/{index}``. Missing chunks are asked for again on
@@ -83,6 +85,18 @@ class Topics:
     def resend(self, service: str, round_index: int, agent_id: str) -> str:
         """Request to a device to send missing chunks of its update again."""
         return f"{self.root}/ml/{service}/{round_index}/resend/{agent_id}"
+
+    def service_root(self, service: str) -> str:
+        """Root of a request/response service's topics (e.g. two-stage inference)."""
+        return f"{self.root}/svc/{service}"
+
+    def request(self, service: str, agent_id: str) -> str:
+        """A device's request to a network service (e.g. an escalated inference)."""
+        return f"{self.service_root(service)}/request/{agent_id}"
+
+    def response(self, service: str, agent_id: str) -> str:
+        """The network's answer to a device's request."""
+        return f"{self.service_root(service)}/response/{agent_id}"
 
     def ml_filter(self, service: str) -> str:
         """Subscription filter for all model traffic of a service."""

@@ -14,7 +14,7 @@ import numpy as np
 from mesa import Model
 from mesa.experimental.continuous_space import ContinuousSpace
 
-from broker.bus import Bus
+from broker.bus import Bus, Message
 from broker.codec import WireDtype
 from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
 from broker.topics import Topics
@@ -104,6 +104,8 @@ class TwinModel(Model):
         self._subscribed: set[str] = set()
         self._cell_share: dict[str, int] = {}
         self._grid: CoverageGrid | None = None
+        self._routes: dict[str, Callable[[Message], None]] = {}
+        self.services: list[Any] = []
         self.last_coverage: CoverageMap | None = None
 
     # ---- world ----------------------------------------------------------------------------------
@@ -183,10 +185,24 @@ class TwinModel(Model):
             self.bus.subscribe(topic_filter)
             self._subscribed.add(topic_filter)
 
+    def route(self, topic_prefix: str, handler: Callable[[Message], None]) -> None:
+        """Subscribe to ``{topic_prefix}/#`` and hand its messages to ``handler`` (in :meth:`pump`)."""
+        self._routes[topic_prefix + "/"] = handler
+        topic_filter = f"{topic_prefix}/#"
+        if topic_filter not in self._subscribed:
+            self.bus.subscribe(topic_filter)
+            self._subscribed.add(topic_filter)
+
     def pump(self, timeout_s: float = 0.0) -> int:
         """Drain received messages and route them; returns how many were handled."""
         messages = self.bus.poll(timeout_s)
         for message in messages:
+            handler = next(
+                (h for prefix, h in self._routes.items() if message.topic.startswith(prefix)), None
+            )
+            if handler is not None:
+                handler(message)
+                continue
             received = self.exchange.receive(message)
             if isinstance(received, ReceivedModel):
                 if self.network is not None and received.service == self.network.service:
@@ -201,24 +217,34 @@ class TwinModel(Model):
 
     # ---- energy and records ----------------------------------------------------------------------
     def book_round_energy(
-        self, device: DeviceLike, *, flops: float, timing: Any, bits: float, max_s: float
+        self, service: str, device: DeviceLike, *, flops: float, timing: Any, bits: float, max_s: float
     ) -> None:
-        """Energy of one device's round (SPEC §7): local compute, uplink, downlink at both ends.
+        """Energy of one device's federated round (SPEC §7): local compute and both transfers, at both ends.
 
-        A device whose transfer cannot finish (no coverage, or past the deadline) spends radio
-        energy for at most ``max_s`` seconds before the network gives up on it.
+        Device: compute FLOPs ÷ (FLOP/s ÷ W) and its radio power while sending and receiving. Network:
+        the model download's bits ÷ EE_comm, with EE_comm = cell rate ÷ base-station power (Table 3-10) —
+        one charged transfer per user and round, as in the paper's E = (K·D_m/EE_comm + E_comp)·M_g; the
+        upload is charged at the device's radio power. A device whose transfer cannot finish (no coverage,
+        past the deadline) keeps its radio on for at most ``max_s`` seconds before the network gives up.
         """
         link = self.link_cfg
-        self.energy.add(
-            device.agent_id, "compute", float(compute_energy_j(flops, device.compute.efficiency_flops_per_j))
+        ledger = self.energy
+        compute_j = float(compute_energy_j(flops, device.compute.efficiency_flops_per_j))
+        ledger.add(device.agent_id, "compute", compute_j, service=service)
+        ledger.add(
+            device.agent_id, "uplink", link.ue_radio_power_w * min(timing.upload_s, max_s), service=service
         )
-        self.energy.add(device.agent_id, "uplink", link.ue_radio_power_w * min(timing.upload_s, max_s))
-        self.energy.add(device.agent_id, "downlink", link.ue_radio_power_w * min(timing.download_s, max_s))
-        if not np.isfinite(timing.download_s):
-            return
-        # The cell carries this device's bits at its whole downlink capacity share × devices sharing it.
-        cell_rate = device.downlink_bps * self._cell_share.get(device.agent_id, 1)
-        self.energy.add(NETWORK, "downlink", float(transmission_energy_j(bits, cell_rate / link.bs_power_w)))
+        ledger.add(
+            device.agent_id,
+            "downlink",
+            link.ue_radio_power_w * min(timing.download_s, max_s),
+            service=service,
+        )
+        # The cell carries this device's bits at its share of capacity × the devices sharing it.
+        share = self.cell_share(device.agent_id)
+        if device.downlink_bps > 0:
+            joules = float(transmission_energy_j(bits, device.downlink_bps * share / link.bs_power_w))
+            ledger.add(NETWORK, "downlink", joules, service=service)
 
     def coverage_grid(self) -> CoverageGrid:
         """The radio over the area's grid (cached: base stations do not move)."""
@@ -248,6 +274,10 @@ class TwinModel(Model):
             min_accuracy=min_accuracy,
         )
         return self.last_coverage
+
+    def cell_share(self, agent_id: str) -> int:
+        """Number of devices sharing the serving cell of ``agent_id`` (1 if unknown)."""
+        return self._cell_share.get(agent_id, 1)
 
     def record_kpi(self, row: dict[str, Any]) -> None:
         """Keep a KPI row, stream it, and tell listeners (progress bar, viz)."""

@@ -14,6 +14,7 @@ from twin.qoais import ServiceReport, to_markdown
 CONFIG_FILE = "config.toml"
 KPI_FILE = "kpi.parquet"
 EVENTS_FILE = "events.parquet"
+REQUESTS_FILE = "requests.parquet"
 SUMMARY_FILE = "summary.json"
 QOAIS_JSON = "qoais.json"
 QOAIS_MD = "qoais.md"
@@ -33,12 +34,14 @@ def write_run_dir(
     kpi_rows: Sequence[Mapping[str, Any]],
     events: Sequence[Mapping[str, Any]],
     summary: Mapping[str, Any],
+    requests: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Write (or overwrite) every output file of a run."""
+    """Write (or overwrite) every output file of a run (``requests``: per-request service records)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(config_toml)
     kpi_frame(kpi_rows).to_parquet(run_dir / KPI_FILE, index=False)
     pd.DataFrame(list(events)).to_parquet(run_dir / EVENTS_FILE, index=False)
+    pd.DataFrame(list(requests)).to_parquet(run_dir / REQUESTS_FILE, index=False)
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
 
 

@@ -210,12 +210,20 @@ class RunSession:
             summary["majority_baseline_accuracy"] = model.network.task.majority_baseline()
             summary["energy_by_agent_j"] = model.energy.by_agent()
         events = model.telemetry.events if model is not None else []
+        requests = [{"service": s.service, **r} for s in (model.services if model else []) for r in s.records]
+        if model is not None:
+            summary["services"] = {s.service: s.summary() for s in model.services}
         reports = self._qoais(rows)
         summary["qoais"] = {
             r.service: {"passed": r.passed, "limiting_factor": r.limiting_factor} for r in reports
         }
         write_run_dir(
-            self.run_dir, config_toml=to_toml(self.config), kpi_rows=rows, events=events, summary=summary
+            self.run_dir,
+            config_toml=to_toml(self.config),
+            kpi_rows=rows,
+            events=events,
+            summary=summary,
+            requests=requests,
         )
         write_qoais(self.run_dir, reports, title=f"QoAIS report — {self.run_id}")
         return RunResult(
@@ -227,6 +235,7 @@ class RunSession:
         if model is None or model.network is None:
             return []
         tls, authenticated = broker_security(self.options.broker)
+        services = [s.qoais(tls=tls, authenticated=authenticated) for s in model.services]
         return [
             federated_training_report(
                 model.network.service,
@@ -235,7 +244,8 @@ class RunSession:
                 tls=tls,
                 authenticated=authenticated,
                 baseline_accuracy=model.network.task.majority_baseline(),
-            )
+            ),
+            *services,
         ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from twin.qoais import Indicator, ServiceReport, autonomy_indicator, privacy_level, security_level
-from twin.settings import QoAISTargets
+from twin.settings import InferenceTargets, QoAISTargets
 
 ROBUSTNESS_WINDOW = 5
 
@@ -136,3 +136,64 @@ def _energy_detail(rows: Sequence[Mapping[str, Any]]) -> str:
     if total <= 0:
         return ""
     return f"network {network / total:.0%} (base-station transmission), devices {device / total:.0%}"
+
+
+def two_stage_inference_report(
+    service: str, summary: Mapping[str, float], targets: InferenceTargets, *, tls: bool, authenticated: bool
+) -> ServiceReport:
+    """QoAIS of a two-stage (device → network) inference service from its request summary."""
+    if not summary:
+        return ServiceReport(service, "two-stage inference", (), ("no request served: nothing to assess",))
+    escalation = summary["escalation_share"]
+    indicators = (
+        Indicator(
+            "performance",
+            "service_accuracy",
+            summary["service_accuracy"],
+            targets.accuracy,
+            "",
+            "min",
+            f"correct decisions × link reliability; {summary['accuracy']:.3f} before the link",
+        ),
+        Indicator(
+            "performance",
+            "response_latency_p95",
+            summary["latency_p95_s"],
+            targets.latency_s,
+            " s",
+            "max",
+            f"{escalation:.0%} of requests escalated to the network",
+        ),
+        Indicator(
+            "overhead",
+            "energy_per_request",
+            summary["energy_per_request_j"],
+            targets.energy_per_request_j,
+            " J",
+            "max",
+            "device + radio at both ends + edge compute",
+        ),
+        Indicator(
+            "security",
+            "transmission_security_level",
+            security_level(tls=tls, authenticated=authenticated),
+            targets.security_level,
+            "",
+            "level",
+            "TLS" if tls else "no TLS",
+        ),
+        Indicator(
+            "privacy",
+            "data_privacy_level",
+            privacy_level(raw_data_leaves_device=escalation > 0, features_leave_device=False),
+            targets.privacy_level,
+            "",
+            "level",
+            "raw sensor windows of escalated requests leave the device"
+            if escalation > 0
+            else "no data leaves the device",
+        ),
+        autonomy_indicator(("full", "partial"), targets.autonomy),
+    )
+    notes = (f"requests: {int(summary['requests'])}; mean latency {summary['latency_mean_s'] * 1000:.1f} ms",)
+    return ServiceReport(service, "two-stage inference", indicators, notes)

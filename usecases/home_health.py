@@ -14,11 +14,12 @@ import numpy as np
 
 from agents.base_station import BaseStation
 from agents.home_health import HomeHealthDevice
+from agents.inference import InferenceConfig, SensorStream, TwoStageInference
 from agents.network import NetworkAgent
 from twin.config import check_positive, check_range
 from twin.kpi import ComputeProfile
 from twin.learning.aggregation import make_strategy
-from twin.learning.models import MLP, init_params, training_flops_per_sample
+from twin.learning.models import MLP, inference_flops_per_sample, init_params, training_flops_per_sample
 from twin.model import TwinModel
 from twin.radio import RadioConfig
 from twin.settings import (
@@ -26,6 +27,7 @@ from twin.settings import (
     BusConfig,
     CarbonConfig,
     FederatedConfig,
+    InferenceTargets,
     LinkConfig,
     QoAISTargets,
 )
@@ -34,6 +36,8 @@ from usecases.layout import grid_base_stations
 from usecases.registry import AgentScenario, BuildContext, register
 
 SERVICE = "fall-detection"
+ALERT_SERVICE = "health-alerts"
+STREAM_WINDOWS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,12 @@ class HomeHealthConfig:
     )
     bus: BusConfig = field(default_factory=BusConfig)
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    inference_qoais: InferenceTargets = field(
+        default_factory=lambda: InferenceTargets(
+            accuracy=0.85, latency_s=0.5, energy_per_request_j=1.0, privacy_level=1, security_level=2
+        )
+    )
     qoais: QoAISTargets = field(
         default_factory=lambda: QoAISTargets(accuracy=0.85, round_latency_s=2.0, energy_per_round_j=150.0)
     )
@@ -163,6 +173,22 @@ def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
     model.network = network
     model.subscribe_service(SERVICE)
     network.start(at_s=1.0)
+    streams_rng = model.seeds.numpy("sensor-streams")
+    streams = {
+        agent_id: SensorStream(*home_health_data.sensor_stream(streams_rng, homes[agent_id], STREAM_WINDOWS))
+        for agent_id in ids
+    }
+    alerts = TwoStageInference(
+        model,
+        service=ALERT_SERVICE,
+        network=network,
+        streams=streams,
+        config=config.inference,
+        flops_per_inference=inference_flops_per_sample(net, task.in_features),
+        window_bits=task.raw_sample_bits,
+        targets=config.inference_qoais,
+    )
+    alerts.start(at_s=config.inference.interval_s / 2)
     return model
 
 

@@ -128,3 +128,11 @@ def generate(
         ys.append(torch.from_numpy(labels))
     task = TaskData(local, torch.cat(xs), torch.cat(ys), CLASSES, RAW_SAMPLE_BITS)
     return task, homes
+
+
+def sensor_stream(
+    rng: np.random.Generator, home: Household, n_windows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a household's sensors will see during a run: ``n_windows`` windows with their true labels."""
+    labels = rng.choice(len(CLASSES), size=n_windows, p=home.class_probs)
+    return to_features(sample_windows(rng, home, labels)), torch.from_numpy(labels)

@@ -72,14 +72,21 @@ class LinkModel:
         )
         return self.last
 
-    def coverage_grid(self, resolution_m: float, width_m: float, height_m: float) -> CoverageGrid:
-        """Full-cell rates (as if alone in the cell), SINR and reliability on a grid of square cells."""
+    def coverage_grid(
+        self, resolution_m: float, width_m: float, height_m: float, *, ue_height_m: float | None = None
+    ) -> CoverageGrid:
+        """Full-cell rates (as if alone in the cell), SINR and reliability on a grid of square cells.
+
+        ``ue_height_m`` is the height of the grid's receivers (default: the radio's UE height); drones
+        are covered at their flight altitude.
+        """
         if resolution_m <= 0:
             raise ValueError(f"grid resolution must be > 0 m, got {resolution_m}")
         xs = np.arange(resolution_m / 2, width_m, resolution_m)
         ys = np.arange(resolution_m / 2, height_m, resolution_m)
         gx, gy = np.meshgrid(xs, ys)
-        pts = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, self.radio.ue_height_m)])
+        height = self.radio.ue_height_m if ue_height_m is None else ue_height_m
+        pts = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, height)])
         state = compute_links(pts, self.bs_xyz, self.radio)
         shape = gx.shape
         ul = self.link.uplink_share

@@ -247,10 +247,16 @@ class TwinModel(Model):
             ledger.add(NETWORK, "downlink", joules, service=service)
 
     def coverage_grid(self) -> CoverageGrid:
-        """The radio over the area's grid (cached: base stations do not move)."""
+        """The radio over the area's grid at the devices' median height (cached: cells do not move)."""
         if self._grid is None:
             assert self.links is not None
-            self._grid = self.links.coverage_grid(self.area.grid_m, self.area.width_m, self.area.height_m)
+            heights = [d.height_m for d in self.devices]
+            self._grid = self.links.coverage_grid(
+                self.area.grid_m,
+                self.area.width_m,
+                self.area.height_m,
+                ue_height_m=float(np.median(heights)) if heights else None,
+            )
         return self._grid
 
     def coverage(

@@ -12,14 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.base_station import BaseStation
 from agents.home_health import HomeHealthDevice
-from agents.inference import InferenceConfig, SensorStream, TwoStageInference
-from agents.network import NetworkAgent
+from agents.inference import InferenceConfig, SensorStream
 from twin.config import check_positive, check_range
 from twin.kpi import ComputeProfile
-from twin.learning.aggregation import make_strategy
-from twin.learning.models import MLP, inference_flops_per_sample, init_params, training_flops_per_sample
 from twin.model import TwinModel
 from twin.radio import RadioConfig
 from twin.settings import (
@@ -32,7 +28,7 @@ from twin.settings import (
     QoAISTargets,
 )
 from usecases import home_health_data
-from usecases.layout import grid_base_stations
+from usecases.common import add_base_stations, add_federated_training, add_two_stage_inference, new_model
 from usecases.registry import AgentScenario, BuildContext, register
 
 SERVICE = "fall-detection"
@@ -107,32 +103,9 @@ class HomeHealthConfig:
 
 
 def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
-    """Create the world: base stations, homes with their data, the network agent."""
-    model = TwinModel(
-        scenario="home-health",
-        run_id=ctx.run_id,
-        seed=ctx.seed,
-        bus=ctx.bus,
-        area=config.area,
-        radio=config.radio,
-        link=config.link,
-        bus_cfg=config.bus,
-        carbon=config.carbon,
-        edge=config.edge_compute,
-        wire_dtype=config.fl.wire_dtype,
-        rounds_limit=ctx.rounds_limit,
-    )
-    for i, xy in enumerate(grid_base_stations(config.area)):
-        model.base_stations.append(
-            BaseStation(
-                model,
-                model.space,
-                agent_id=f"gnb-{i:02d}",
-                position_m=xy,
-                height_m=config.area.bs_height_m,
-                edge=config.edge_compute,
-            )
-        )
+    """Create the world: base stations, homes with their data, the network agent, the alert service."""
+    model = new_model("home-health", config, ctx)
+    add_base_stations(model, config)
     pop = config.devices
     ids = [f"hh-{i:04d}" for i in range(pop.count)]
     task, homes = home_health_data.generate(
@@ -157,38 +130,13 @@ def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
         )
         model.add_device(device)
     model.finish_setup()
-    net = MLP(task.in_features, config.fl.hidden, task.n_classes)
-    network = NetworkAgent(
-        model,
-        service=SERVICE,
-        net=net,
-        initial=init_params(net, model.seeds.torch("model/init")),
-        task=task,
-        strategy=make_strategy(config.fl.strategy, config.fl.proximal_mu),
-        fl=config.fl,
-        bus_cfg=config.bus,
-        train_flops_per_sample=training_flops_per_sample(net, task.in_features),
-        targets=config.qoais,
-    )
-    model.network = network
-    model.subscribe_service(SERVICE)
-    network.start(at_s=1.0)
+    network = add_federated_training(model, config, service=SERVICE, task=task)
     streams_rng = model.seeds.numpy("sensor-streams")
     streams = {
         agent_id: SensorStream(*home_health_data.sensor_stream(streams_rng, homes[agent_id], STREAM_WINDOWS))
         for agent_id in ids
     }
-    alerts = TwoStageInference(
-        model,
-        service=ALERT_SERVICE,
-        network=network,
-        streams=streams,
-        config=config.inference,
-        flops_per_inference=inference_flops_per_sample(net, task.in_features),
-        window_bits=task.raw_sample_bits,
-        targets=config.inference_qoais,
-    )
-    alerts.start(at_s=config.inference.interval_s / 2)
+    add_two_stage_inference(model, config, service=ALERT_SERVICE, network=network, streams=streams)
     return model
 
 

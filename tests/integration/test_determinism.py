@@ -68,3 +68,21 @@ def test_broker_gone_mid_run_aborts_and_keeps_records(tmp_path: Path) -> None:
     written = pd.read_parquet(result.run_dir / "kpi.parquet")
     assert 2 <= len(written) < 10
     assert (result.run_dir / "summary.json").read_text().count('"aborted"') >= 1
+
+
+def test_moving_drones_are_deterministic_too(tmp_path: Path) -> None:
+    """grid-inspection (moving drones, correlated shadowing, escalations) repeats exactly with its seed."""
+    options = RunOptions(
+        "grid-inspection",
+        seed=11,
+        overrides={"devices.count": "8"},
+        broker="local",
+        out_dir=tmp_path,
+        rounds=2,
+    )
+    a = run_scenario(options)
+    b = run_scenario(options)
+    pd.testing.assert_frame_equal(a.kpis, b.kpis, check_exact=True)
+    requests_a = pd.read_parquet(a.run_dir / "requests.parquet")
+    requests_b = pd.read_parquet(b.run_dir / "requests.parquet")
+    pd.testing.assert_frame_equal(requests_a, requests_b, check_exact=True)

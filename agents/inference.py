@@ -90,7 +90,7 @@ class TwoStageInference:
         self.tick_index = 0
         self._pending: dict[str, dict[str, Any]] = {}
         self._expected: set[str] = set()
-        model.route(model.topics.service_root(service), self._on_message)
+        model.route(f"{model.topics.service_root(service)}/request", self._on_message)
         model.services.append(self)
 
     def start(self, at_s: float) -> None:
@@ -180,8 +180,6 @@ class TwoStageInference:
     def _on_message(self, message: Message) -> None:
         """Accept well-formed requests of this tick from expected devices; count everything else."""
         stats = self.model.bus.stats
-        if "/response/" in message.topic:
-            return
         try:
             doc = decode_json(message.payload, max_bytes=1 << 20)
         except PayloadError as exc:

@@ -47,6 +47,7 @@ class MqttBus:
         self._lock = threading.Lock()
         self._disconnected_since: float | None = None
         self._ever_connected = False
+        self._subacks: dict[int, threading.Event] = {}
         self._closed = False
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -64,6 +65,7 @@ class MqttBus:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         if will is not None:
             client.will_set(will[0], will[1], qos=1, retain=True)
         self._client = client
@@ -121,22 +123,21 @@ class MqttBus:
         self.stats.published_bytes += len(payload)
 
     def subscribe(self, topic_filter: str) -> None:
-        """Subscribe at QoS 1 now and after every reconnection; waits for the broker's SUBACK."""
+        """Subscribe at QoS 1 now and after every reconnection; waits (up to 10 s) for the broker's SUBACK."""
         with self._lock:
             self._filters.append(topic_filter)
-        result, mid = self._client.subscribe(topic_filter, qos=1)
+            result, mid = self._client.subscribe(topic_filter, qos=1)
+            acked = self._subacks.setdefault(mid, threading.Event())
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise BrokerUnreachableError(f"MQTT subscribe on {self.url} failed: {mqtt.error_string(result)}")
-        acked = threading.Event()
-        previous = self._client.on_subscribe
+        if not acked.wait(10):
+            raise BrokerUnreachableError(f"MQTT broker {self.url} did not acknowledge the subscription")
+        with self._lock:
+            self._subacks.pop(mid, None)
 
-        def on_subscribe(client: mqtt.Client, userdata: Any, m: int, codes: Any, props: Any) -> None:
-            if m == mid:
-                acked.set()
-
-        self._client.on_subscribe = on_subscribe
-        acked.wait(10)
-        self._client.on_subscribe = previous
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        with self._lock:
+            self._subacks.setdefault(mid, threading.Event()).set()
 
     def poll(self, timeout_s: float = 0.0) -> list[Message]:
         """Drain what paho's thread has received."""

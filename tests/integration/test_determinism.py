@@ -86,3 +86,22 @@ def test_moving_drones_are_deterministic_too(tmp_path: Path) -> None:
     requests_a = pd.read_parquet(a.run_dir / "requests.parquet")
     requests_b = pd.read_parquet(b.run_dir / "requests.parquet")
     pd.testing.assert_frame_equal(requests_a, requests_b, check_exact=True)
+
+
+@pytest.mark.broker
+def test_chunked_models_over_a_real_broker_change_nothing(
+    tmp_path: Path, embedded_broker: EmbeddedBroker
+) -> None:
+    """Models split into 4 kB chunks (manifest + SHA-256) over the embedded broker give the same KPIs as
+    whole messages on the in-process bus."""
+    chunked = {**SMALL, "bus.chunk_bytes": "4096"}
+    result = run_scenario(
+        RunOptions(
+            "home-health", seed=7, overrides=chunked, broker=embedded_broker.url, out_dir=tmp_path, rounds=2
+        )
+    )
+    whole = run_scenario(
+        RunOptions("home-health", seed=7, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=2)
+    )
+    pd.testing.assert_frame_equal(result.kpis, whole.kpis, check_exact=True)
+    assert result.summary["bus"]["published"] > 1.5 * whole.summary["bus"]["published"]  # 7 messages per model

@@ -98,6 +98,7 @@ def register(scenario: Scenario) -> Scenario:
 def _load_builtin() -> None:
     import usecases.grid_inspection  # noqa: F401  (each module registers itself)
     import usecases.home_health  # noqa: F401
+    import usecases.robotaxi  # noqa: F401
     import usecases.seed_federated_training  # noqa: F401
     import usecases.seed_split_inference  # noqa: F401
 

@@ -63,6 +63,10 @@ def run(
     output_format: Annotated[
         str, typer.Option("--format", help="table (for people) or json (for machines, on stdout).")
     ] = "table",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus metrics on this port during the run."),
+    ] = None,
 ) -> None:
     """Run a scenario; show progress, then its KPI and QoAIS summary and its run directory."""
     from twin.runner import RunOptions, run_calculation, run_scenario
@@ -80,6 +84,7 @@ def run(
         out_dir=out,
         until_s=until,
         rounds=rounds,
+        metrics_port=metrics_port,
     )
     if isinstance(registry.get(scenario), CalculationScenario):
         calc = run_calculation(options)
@@ -170,6 +175,36 @@ def _print_summary(result: Any, wall_s: float) -> None:
         err_console.print(f"run {result.status}: {result.error}")
 
 
+@app.command("check")
+def check(
+    target: Annotated[
+        str, typer.Argument(help="A scenario name, or a Python module that registers scenarios.")
+    ],
+) -> None:
+    """Check that a (user-written) use case honours the engine's contracts; exit 2 if it does not."""
+    from usecases import registry
+    from usecases.check import check_scenario, load
+    from usecases.registry import CalculationScenario
+
+    failed = False
+    for name in load(target):
+        problems = check_scenario(name)
+        if problems:
+            failed = True
+            console.print(f"[red]✗[/red] {name}")
+            for problem in problems:
+                console.print(f"    - {problem}")
+        else:
+            what = (
+                "config and computation"
+                if isinstance(registry.get(name), CalculationScenario)
+                else "config, world, one round, KPIs and determinism"
+            )
+            console.print(f"[green]✓[/green] {name}: {what} are fine")
+    if failed:
+        raise typer.Exit(2)
+
+
 @app.command("broker")
 def broker_cmd(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -185,6 +220,9 @@ def broker_cmd(
                 time.sleep(3600)
         except KeyboardInterrupt:
             console.print("stopping")
+
+
+from twin import cli_stream  # noqa: E402,F401  (registers watch, export)
 
 
 def main() -> None:

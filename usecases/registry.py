@@ -95,6 +95,11 @@ def register(scenario: Scenario) -> Scenario:
     return scenario
 
 
+def unregister(name: str) -> None:
+    """Remove a scenario (for tests and interactive sessions)."""
+    _REGISTRY.pop(name, None)
+
+
 def _load_builtin() -> None:
     import usecases.grid_inspection  # noqa: F401  (each module registers itself)
     import usecases.home_health  # noqa: F401

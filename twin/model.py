@@ -7,6 +7,7 @@ Services run as events scheduled on that clock (``schedule_event``); wall-clock 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -286,7 +287,11 @@ class TwinModel(Model):
         return self._cell_share.get(agent_id, 1)
 
     def record_kpi(self, row: dict[str, Any]) -> None:
-        """Keep a KPI row, stream it, and tell listeners (progress bar, viz)."""
+        """Keep a KPI row, stream it, and tell listeners (progress bar, viz).
+
+        Values that are not finite (a median over no device) become ``None``: null in JSON, NaN in Parquet.
+        """
+        row = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
         self.kpi_rows.append(row)
         self.telemetry.kpi(row)
         for listener in self.kpi_listeners:

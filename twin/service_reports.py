@@ -73,7 +73,7 @@ def federated_training_report(
         Indicator(
             "performance",
             "coverage",
-            float(last.get("coverage", math.nan)),
+            _number(last.get("coverage")),
             targets.coverage,
             "",
             "min",
@@ -119,7 +119,7 @@ def federated_training_report(
 
 
 def _latency_detail(last: Mapping[str, Any], stragglers: int, selected: int) -> str:
-    parts = {k: float(last.get(f"device_{k}_s", math.nan)) for k in ("download", "compute", "upload")}
+    parts = {k: _number(last.get(f"device_{k}_s")) for k in ("download", "compute", "upload")}
     finite = {k: v for k, v in parts.items() if math.isfinite(v)}
     share = f"{stragglers / selected:.0%} of participants missed the deadline" if selected else ""
     if not finite:
@@ -127,6 +127,11 @@ def _latency_detail(last: Mapping[str, Any], stragglers: int, selected: int) -> 
     dominant = max(finite, key=lambda k: finite[k])
     total = sum(finite.values())
     return f"{dominant} dominates the device round ({finite[dominant] / total:.0%} of median time); {share}"
+
+
+def _number(value: Any) -> float:
+    """A KPI value as float (missing or null → NaN)."""
+    return math.nan if value is None else float(value)
 
 
 def _energy_detail(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -16,5 +16,5 @@ test:
 lint:
 	@scripts/setup-venv.sh test
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
+	.venv/bin/ruff format --check twin agents broker usecases tests benchmarks
 	.venv/bin/mypy twin agents broker usecases

@@ -21,7 +21,7 @@ from torch.func import functional_call
 
 from agents.device import Device
 from broker.bus import Message
-from broker.codec import decode_json, encode_json
+from broker.json_codec import decode_json, encode_json
 from twin.config import check_positive, check_range
 from twin.energy import NETWORK
 from twin.errors import PayloadError, RunAbortedError

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from broker.json_codec import decode_json, encode_json
 from twin.errors import PayloadError
 
 MODEL_SCHEMA = "twin.model.v1"
@@ -139,24 +140,6 @@ def _read_metadata(payload: bytes) -> dict[str, str]:
     if not isinstance(meta, dict):
         raise ValueError("__metadata__ is not an object")
     return {str(k): str(v) for k, v in meta.items()}
-
-
-def encode_json(document: Mapping[str, Any]) -> bytes:
-    """Compact, key-sorted JSON bytes (stable across runs)."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def decode_json(payload: bytes, *, max_bytes: int) -> dict[str, Any]:
-    """Decode a JSON object, or :class:`PayloadError` (``oversized`` / ``malformed``)."""
-    if len(payload) > max_bytes:
-        raise PayloadError("oversized", f"JSON payload of {len(payload)} B exceeds the {max_bytes} B limit")
-    try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError("malformed", f"payload is not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise PayloadError("malformed", "JSON payload is not an object")
-    return document
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ away longer than ``reconnect_timeout_s`` the next :meth:`MqttBus.check` raises
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import ssl
@@ -44,6 +45,10 @@ class MqttBus:
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._filters: list[str] = []
         self._connected = threading.Event()
+        self._answered = threading.Event()
+        self._refusal: str | None = None
+        self._said_goodbye = threading.Event()
+        self._last_acked_publish: mqtt.MQTTMessageInfo | None = None
         self._lock = threading.Lock()
         self._disconnected_since: float | None = None
         self._ever_connected = False
@@ -81,7 +86,11 @@ class MqttBus:
             self._client.loop_stop()
             raise BrokerUnreachableError(f"MQTT broker {where} unreachable: {exc}") from exc
         self._client.loop_start()
-        if not self._connected.wait(max(0.0, deadline - time.monotonic())):
+        answered = self._answered.wait(max(0.0, deadline - time.monotonic()))
+        if self._refusal is not None:
+            self._client.loop_stop()
+            raise BrokerUnreachableError(f"MQTT broker {where} refused the connection: {self._refusal}")
+        if not answered:
             self._client.loop_stop()
             self._client.disconnect()
             raise BrokerUnreachableError(
@@ -91,7 +100,11 @@ class MqttBus:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            log.warning("MQTT connection refused by %s: %s", self.url, reason)
+            if self._ever_connected:
+                log.warning("MQTT connection refused by %s: %s", self.url, reason)
+            else:
+                self._refusal = str(reason)
+                self._answered.set()
             return
         with self._lock:
             filters = list(self._filters)
@@ -102,13 +115,16 @@ class MqttBus:
         for topic_filter in filters:
             client.subscribe(topic_filter, qos=1)
         self._connected.set()
+        self._answered.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
         with self._lock:
             if self._disconnected_since is None:
                 self._disconnected_since = time.monotonic()
-        if not self._closed:
+        if self._closed:
+            self._said_goodbye.set()
+        elif self._ever_connected:
             log.warning("MQTT broker %s gone (%s); reconnecting with backoff", self.url, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -119,6 +135,8 @@ class MqttBus:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise BrokerUnreachableError(f"MQTT publish to {self.url} failed: {mqtt.error_string(info.rc)}")
+        if qos > 0:
+            self._last_acked_publish = info
         self.stats.published += 1
         self.stats.published_bytes += len(payload)
 
@@ -127,13 +145,13 @@ class MqttBus:
         with self._lock:
             self._filters.append(topic_filter)
             result, mid = self._client.subscribe(topic_filter, qos=1)
-            acked = self._subacks.setdefault(mid, threading.Event())
+            acked = self._subacks.setdefault(mid or 0, threading.Event())
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise BrokerUnreachableError(f"MQTT subscribe on {self.url} failed: {mqtt.error_string(result)}")
         if not acked.wait(10):
             raise BrokerUnreachableError(f"MQTT broker {self.url} did not acknowledge the subscription")
         with self._lock:
-            self._subacks.pop(mid, None)
+            self._subacks.pop(mid or 0, None)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         with self._lock:
@@ -171,10 +189,21 @@ class MqttBus:
         """Whether the client is connected right now."""
         return self._connected.is_set()
 
-    def close(self) -> None:
-        """Disconnect cleanly (no last will) and stop paho's thread."""
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is queued, disconnect cleanly (no last will) and stop paho's thread.
+
+        Stopping paho's thread before its DISCONNECT packet is written would make the broker publish
+        the last will (a retained ``aborted`` status) after a run that finished.
+        """
+        was_connected = self.connected
         self._closed = True
         try:
+            last = self._last_acked_publish
+            if was_connected and last is not None and last.rc == mqtt.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    last.wait_for_publish(timeout_s)
             self._client.disconnect()
+            if was_connected:
+                self._said_goodbye.wait(timeout_s)
         finally:
             self._client.loop_stop()

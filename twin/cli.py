@@ -223,6 +223,7 @@ def broker_cmd(
 
 
 from twin import cli_stream  # noqa: E402,F401  (registers watch, export)
+from twin import cli_viz as cli_viz  # noqa: E402,F401  (registers viz)
 
 
 def main() -> None:

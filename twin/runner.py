@@ -20,6 +20,7 @@ from broker.topics import Topics
 from broker.url import parse_broker_url
 from twin.config import apply_overrides, flatten, to_toml
 from twin.errors import ConfigError, RunAbortedError, TwinError
+from twin.metrics import MetricsExporter
 from twin.model import TwinModel
 from twin.outputs import kpi_frame, write_calculation, write_qoais, write_run_dir
 from twin.qoais import ServiceReport
@@ -43,6 +44,7 @@ class RunOptions:
     until_s: float | None = None
     rounds: int | None = None
     run_id: str | None = None
+    metrics_port: int | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +106,7 @@ class RunSession:
         self.status = "created"
         self.error: str | None = None
         self.model: TwinModel | None = None
+        self.metrics: MetricsExporter | None = None
         self._handle: BusHandle | None = None
 
     def open(self) -> TwinModel:
@@ -115,10 +118,15 @@ class RunSession:
             reconnect_timeout_s=self.config.bus.barrier_timeout_s,
         )
         try:
+            if self.options.metrics_port is not None:
+                self.metrics = MetricsExporter()
+                self.metrics.serve(self.options.metrics_port)
             rounds_limit = int(flatten(self.config)[self.spec.rounds_key])
             model = self.spec.build(
                 self.config, BuildContext(self.run_id, self.options.seed, self._handle.bus, rounds_limit)
             )
+            if self.metrics is not None:
+                model.telemetry.sinks.append(self.metrics.observe)
             model.telemetry.meta(
                 {
                     "seed": self.options.seed,
@@ -126,12 +134,14 @@ class RunSession:
                     "devices": len(model.devices),
                     "base_stations": len(model.base_stations),
                     "broker": self._handle.bus.url,
+                    "rounds_limit": rounds_limit,
                 }
             )
             model.telemetry.status("running")
         except BaseException:
             self._handle.close()
             self._handle = None
+            self._stop_metrics()
             raise
         self.model = model
         self.status = "running"
@@ -171,10 +181,11 @@ class RunSession:
             result = self._write()
             if self.model is not None and self._handle is not None:
                 try:
-                    self.model.telemetry.status(
+                    self.model.telemetry.finish(
                         self.status,
                         rounds_completed=len(self.model.kpi_rows),
                         sim_time_s=float(self.model.time),
+                        error=self.error,
                     )
                 except TwinError:
                     log.debug("could not publish the final status", exc_info=True)
@@ -182,7 +193,13 @@ class RunSession:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+            self._stop_metrics()
         return result
+
+    def _stop_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
 
     def _write(self) -> RunResult:
         model = self.model
@@ -213,7 +230,7 @@ class RunSession:
         requests = [{"service": s.service, **r} for s in (model.services if model else []) for r in s.records]
         if model is not None:
             summary["services"] = {s.service: s.summary() for s in model.services}
-        reports = self._qoais(rows)
+        reports = self.qoais_reports()
         summary["qoais"] = {
             r.service: {"passed": r.passed, "limiting_factor": r.limiting_factor} for r in reports
         }
@@ -230,23 +247,24 @@ class RunSession:
             self.run_id, self.run_dir, self.status, kpi_frame(rows), summary, self.error, reports
         )
 
-    def _qoais(self, rows: list[dict[str, Any]]) -> list[ServiceReport]:
+    def qoais_reports(self) -> list[ServiceReport]:
+        """QoAIS of every service of the run so far: federated training, then the others."""
         model = self.model
-        if model is None or model.network is None:
+        if model is None:
             return []
         tls, authenticated = broker_security(self.options.broker)
-        services = [s.qoais(tls=tls, authenticated=authenticated) for s in model.services]
-        return [
-            federated_training_report(
-                model.network.service,
-                rows,
-                self.config.qoais,
-                tls=tls,
-                authenticated=authenticated,
-                baseline_accuracy=model.network.task.majority_baseline(),
-            ),
-            *services,
-        ]
+        reports = [s.qoais(tls=tls, authenticated=authenticated) for s in model.services]
+        if model.network is None:
+            return reports
+        training = federated_training_report(
+            model.network.service,
+            model.kpi_rows,
+            self.config.qoais,
+            tls=tls,
+            authenticated=authenticated,
+            baseline_accuracy=model.network.task.majority_baseline(),
+        )
+        return [training, *reports]
 
 
 def run_scenario(

@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from broker.bus import LocalBus
@@ -134,8 +135,8 @@ def _check_world(model: Any) -> list[str]:
         problems.append("model.finish_setup() was not called: devices have no links")
     elif any(not math.isfinite(d.downlink_bps) for d in devices):
         problems.append("some device has a non-finite downlink rate")
-    for d in devices:
-        _expect(problems, lambda d=d: check_segment(d.agent_id, "device id"), f"device {d.agent_id!r}")
+    for agent_id in (d.agent_id for d in devices):
+        _expect(problems, partial(check_segment, agent_id, "device id"), f"device {agent_id!r}")
     return problems
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from broker.codec import encode_json
+from broker.json_codec import encode_json
 from twin.runner import RunOptions, RunSession
 
 SMALL = {"devices.count": "12", "inference.interval_s": "4"}

@@ -3,7 +3,8 @@ import hashlib
 import pytest
 import torch
 
-from broker.codec import ChunkAssembler, Manifest, decode_json, decode_model, encode_model, split_chunks
+from broker.codec import ChunkAssembler, Manifest, decode_model, encode_model, split_chunks
+from broker.json_codec import decode_json
 from twin.errors import PayloadError
 
 

@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -23,6 +24,10 @@ def test_hostile_messages_are_counted_and_do_not_change_results(
     attacker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker")
     attacker.connect("127.0.0.1", embedded_broker.port)
     attacker.loop_start()
+    deadline = time.monotonic() + 10
+    while not attacker.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert attacker.is_connected()
     replay: dict[str, bytes] = {}
 
     def capture(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:

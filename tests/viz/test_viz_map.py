@@ -1,0 +1,120 @@
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+from matplotlib.collections import LineCollection, PathCollection
+from viz_helpers import small_overrides
+
+from twin.viz.live import LiveScenario
+from twin.viz.map import (
+    KIND_COLOURS,
+    SPARE_COLOURS,
+    STATE_MARKERS,
+    CoverageMapRenderer,
+    coverage_layer,
+    kind_colour,
+    portray_agent,
+)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveScenario]:
+    model = LiveScenario(scenario_name="home-health", seed=2, **small_overrides("home-health"))
+    yield model
+    model.close()
+
+
+def redraw(renderer: CoverageMapRenderer) -> None:
+    """What Mesa's SpaceRendererComponent does on every update (matplotlib backend)."""
+    ax = renderer.canvas
+    for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.artists]:
+        artist.remove()
+    renderer.draw_structure()
+    renderer.draw_agents()
+
+
+def test_portrayal_by_kind_and_state() -> None:
+    """Devices are coloured by kind and marked by state; an agent without a state is a base station."""
+    # Prepare
+    drone = SimpleNamespace(kind="drone", state="escalated")
+    stranger = SimpleNamespace(kind="submarine", state="dreaming")
+    # Execute
+    styles = [portray_agent(a) for a in (drone, stranger, SimpleNamespace(kind="gnb"))]
+    # Assert
+    assert (styles[0].color, styles[0].marker) == (KIND_COLOURS["drone"], STATE_MARKERS["escalated"])
+    assert styles[0].size is not None and styles[0].size > 100
+    assert styles[1].color in SPARE_COLOURS and styles[1].marker == "o"
+    assert kind_colour("submarine") == styles[1].color
+    assert styles[2].marker == "H" and styles[2].zorder == 4
+
+
+def test_map_is_to_scale_with_coverage_links_and_agents(live: LiveScenario) -> None:
+    """The map spans the area in metres at equal aspect: coverage image, a link per device, every agent."""
+    # Prepare
+    renderer = CoverageMapRenderer(live)
+    twin = live.twin
+    assert twin is not None
+    # Execute
+    live.step()
+    redraw(renderer)
+    ax = renderer.canvas
+    # Assert
+    assert ax.get_xlim() == (0.0, twin.area.width_m) and ax.get_ylim() == (0.0, twin.area.height_m)
+    assert ax.get_aspect() == 1.0
+    assert ax.images[0].get_extent() == [0.0, twin.area.width_m, 0.0, twin.area.height_m]
+    links = [c for c in ax.collections if isinstance(c, LineCollection) and len(c.get_segments()) > 0]
+    assert len(links[-1].get_segments()) == len(twin.devices)
+    drawn = sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+    assert drawn == len(twin.devices) + len(twin.base_stations)
+    assert "t = 1 s" in ax.get_title() and "home-health" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "home-health" in labels and "straggler" in labels and "base station (gNB)" in labels
+
+
+@pytest.mark.parametrize(
+    ("layer", "label"), [("sinr", "SINR (dB)"), ("rate", "Mbit/s"), ("service", "no round yet")]
+)
+def test_coverage_layer_is_chosen(live: LiveScenario, layer: str, label: str) -> None:
+    """The chosen layer is drawn with its colour bar; service coverage says when no round has ended."""
+    # Prepare
+    renderer = CoverageMapRenderer(live)
+    coverage_layer.set(layer)  # type: ignore[arg-type]
+    try:
+        # Execute
+        redraw(renderer)
+    finally:
+        coverage_layer.set("sinr")
+    # Assert
+    assert label in renderer.colorbar_axes.get_ylabel()
+
+
+def test_service_layer_shows_the_last_round(live: LiveScenario) -> None:
+    """Once a round has ended, the service layer is that round's coverage map."""
+    # Prepare
+    twin = live.twin
+    assert twin is not None
+    while not twin.kpi_rows:
+        live.step()
+    renderer = CoverageMapRenderer(live)
+    coverage_layer.set("service")
+    try:
+        # Execute
+        redraw(renderer)
+    finally:
+        coverage_layer.set("sinr")
+    # Assert
+    assert "last round" in renderer.colorbar_axes.get_ylabel()
+    assert twin.last_coverage is not None
+    assert (renderer.canvas.images[0].get_array() == twin.last_coverage.covered).all()
+
+
+def test_a_run_that_could_not_start_draws_its_frame() -> None:
+    """A model whose run failed to start is drawn as an empty frame saying so; only matplotlib is offered."""
+    # Prepare
+    failed = LiveScenario(scenario_name="home-health", **{"fl.rounds": "many"})
+    # Execute
+    renderer = CoverageMapRenderer(failed)
+    # Assert
+    assert "could not start" in renderer.canvas.get_title()
+    with pytest.raises(ValueError, match="matplotlib"):
+        CoverageMapRenderer(failed, backend="altair")  # type: ignore[arg-type]

@@ -1,0 +1,54 @@
+import math
+
+from viz_helpers import small_overrides
+
+from twin.qoais import Indicator, ServiceReport
+from twin.viz.live import LiveScenario
+from twin.viz.panels import format_value, qoais_html, status_lines
+
+
+def test_format_value() -> None:
+    """QoAIS figures: integers plain, others to 4 significant digits, NaN as n/a, units appended."""
+    # Execute / Assert
+    assert format_value(3.0, " s") == "3 s"
+    assert format_value(0.123456) == "0.1235"
+    assert format_value(math.nan) == "n/a"
+    assert format_value("full, partial") == "full, partial"
+
+
+def test_qoais_html_marks_each_target() -> None:
+    """Each indicator shows achieved vs target and met/missed; the verdict and limiting factor are named."""
+    # Prepare
+    report = ServiceReport(
+        "<alerts>",
+        "two-stage inference",
+        (
+            Indicator("performance", "service_accuracy", 0.9, 0.85, "", "min"),
+            Indicator("performance", "response_latency_p95", 0.4, 0.2, " s", "max", "detail <b>"),
+        ),
+    )
+    # Execute
+    text = qoais_html([report])
+    # Assert
+    assert "&lt;alerts&gt;" in text and "FAIL" in text and "<b>" not in text.split("</b>", 2)[-1]
+    assert "≥ 0.85" in text and "≤ 0.2 s" in text and text.count("✔") == 1 and text.count("✘") == 1
+    assert "limiting: performance.response_latency_p95" in text
+    assert "No service" in qoais_html([])
+
+
+def test_status_lines_describe_the_run() -> None:
+    """The status names the run, seed, time, round, device states and MQTT traffic; a failure says so."""
+    # Prepare
+    live = LiveScenario(scenario_name="home-health", seed=5, **small_overrides("home-health"))
+    try:
+        live.step()
+        # Execute
+        lines = status_lines(live)
+    finally:
+        live.close()
+    # Assert
+    text = "\n".join(lines)
+    assert live.run_id in text and "seed 5" in text and "simulated time 1 s" in text
+    assert "federated round 0/3" in text and "8 devices" in text and "MQTT mqtt://127.0.0.1:" in text
+    failed = LiveScenario(scenario_name="no-such-scenario")
+    assert status_lines(failed) == ["scenario no-such-scenario: could not start"]

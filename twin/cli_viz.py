@@ -1,0 +1,90 @@
+"""``twin viz``: watch a scenario run in the browser (a Solara app built on Mesa's SolaraViz).
+
+The command checks the scenario and its ``--set`` values first (a mistake is one line and exit 2, as
+for ``twin run``), then serves :mod:`twin.viz.app` with ``solara run`` in a child process until
+Ctrl-C. ``--host``, ``--port`` and ``--no-open`` mean what they mean for ``solara run``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from twin.cli import SeedOption, SetOption, app, err_console
+from twin.config import parse_set_options
+from twin.errors import ConfigError
+
+# A tab closed without its unload beacon (a crashed browser) frees its run after this long.
+KERNEL_CULL_TIMEOUT = "2m"
+
+
+def solara_command(*, host: str, port: int, open_browser: bool) -> list[str]:
+    """The ``solara run`` command line that serves the app."""
+    return [
+        sys.executable,
+        "-m",
+        "solara",
+        "run",
+        "twin.viz.app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--open" if open_browser else "--no-open",
+        "--production",
+        "--no-check-version",
+    ]
+
+
+@app.command("viz")
+def viz(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (see `twin list`).")],
+    seed: SeedOption = 0,
+    set_: SetOption = None,
+    broker: Annotated[
+        str, typer.Option("--broker", help="embedded | local | mqtt[s]://[user:pass@]host:port")
+    ] = "embedded",
+    host: Annotated[str, typer.Option("--host", help="Interface to serve on (0.0.0.0: all).")] = "localhost",
+    port: Annotated[int, typer.Option("--port", help="TCP port to serve on (0: any free one).")] = 8765,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a browser tab.")] = True,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Keep each run's directory here (default: not kept).")
+    ] = None,
+) -> None:
+    """Serve a page that runs SCENARIO live: map, KPI plots, QoAIS, parameters, play / step / reset."""
+    from twin.runner import broker_security, resolve_config
+    from twin.viz import assets
+    from twin.viz.app import LaunchSettings
+
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be within [0, 65535], got {port}")
+    overrides = parse_set_options(set_ or [])
+    resolve_config(scenario, overrides)
+    broker_security(broker)
+    settings = LaunchSettings(scenario, seed, overrides, broker, str(out) if out is not None else "")
+    missing = assets.missing_packages()
+    if missing:
+        err_console.print(
+            "note: Solara's front end is fetched from its CDN at page load; without internet the page "
+            "stays blank. Install it locally once: python -m twin.viz.assets",
+            highlight=False,
+        )
+    env = {**os.environ, **settings.to_env()}
+    env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "false")
+    env.setdefault("SOLARA_KERNEL_CULL_TIMEOUT", KERNEL_CULL_TIMEOUT)
+    command = solara_command(host=host, port=port, open_browser=open_browser)
+    server = subprocess.Popen(command, env=env)
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        # The server got the same Ctrl-C: let it close its pages' runs (brokers, run folders).
+        code = server.wait()
+    if code:
+        raise typer.Exit(code)

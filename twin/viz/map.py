@@ -1,0 +1,211 @@
+"""The map: the area to scale, a coverage layer, base stations, devices by kind and state, serving cells.
+
+:class:`CoverageMapRenderer` is a Mesa :class:`~mesa.visualization.SpaceRenderer` (matplotlib backend)
+of the twin's ``ContinuousSpace``; Mesa draws the agents from :func:`portray_agent`. The coverage layer
+cannot be a Mesa property layer (``mesa.experimental.continuous_space.ContinuousSpace`` in Mesa 3.5.1
+has none), so the renderer draws it, with the cell borders and the device → serving-cell links, as
+part of the space's structure, which Mesa redraws on every update.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import solara
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from mesa.visualization import SpaceRenderer
+from mesa.visualization.components import AgentPortrayalStyle
+
+if TYPE_CHECKING:
+    from twin.viz.live import LiveScenario
+
+CoverageLayer = Literal["sinr", "rate", "service"]
+LAYERS: dict[CoverageLayer, str] = {
+    "sinr": "SINR (dB)",
+    "rate": "downlink rate, alone in the cell (Mbit/s)",
+    "service": "service coverage (rate and service accuracy on target)",
+}
+coverage_layer: solara.Reactive[CoverageLayer] = solara.reactive("sinr")
+
+STATE_MARKERS = {
+    "idle": "o",
+    "downloading": "v",
+    "training": "s",
+    "sending": "^",
+    "straggler": "D",
+    "offline": "X",
+    "escalated": "*",
+}
+KIND_COLOURS = {
+    "home-health": "#e6194b",
+    "drone": "#f58231",
+    "robotaxi": "#911eb4",
+    "robot": "#f032e6",
+}
+SPARE_COLOURS = ("#e6194b", "#f58231", "#911eb4", "#f032e6", "#9a6324", "#800000", "#000075", "#a9a9a9")
+CELL_COLOURS = ("#ffffff", "#ffe119", "#42d4f4", "#bfef45", "#fabed4", "#dcbeff", "#fffac8", "#aaffc3")
+BASE_STATION_COLOUR = "#1a1a1a"
+_COVERED = ListedColormap(["#d9d9d9", "#41ab5d"])
+
+
+def kind_colour(kind: str) -> str:
+    """The colour of a device kind (a fixed one for the known kinds, a stable pick for others)."""
+    return KIND_COLOURS.get(kind) or SPARE_COLOURS[zlib.crc32(kind.encode()) % len(SPARE_COLOURS)]
+
+
+def portray_agent(agent: Any) -> AgentPortrayalStyle:
+    """Devices: colour by kind, marker by state; anything without a state (a base station): a hexagon."""
+    state = getattr(agent, "state", None)
+    if state is None:
+        return AgentPortrayalStyle(
+            color=BASE_STATION_COLOUR,
+            marker="H",
+            size=260,
+            zorder=4,
+            edgecolors="white",
+            linewidths=1.5,
+        )
+    value = str(state)
+    return AgentPortrayalStyle(
+        color=kind_colour(agent.kind),
+        marker=STATE_MARKERS.get(value, "o"),
+        size=110 if value == "escalated" else 42,
+        zorder=3,
+        edgecolors="white",
+        linewidths=0.6,
+    )
+
+
+class CoverageMapRenderer(SpaceRenderer):
+    """Mesa's space renderer of a :class:`LiveScenario`, with the coverage layer under the agents."""
+
+    def __init__(self, model: LiveScenario, backend: Literal["matplotlib"] = "matplotlib") -> None:
+        """Set up the figure, the structure (coverage, cells, links) and the agents' portrayal.
+
+        Raises:
+            ValueError: a backend other than matplotlib.
+        """
+        if backend != "matplotlib":
+            raise ValueError(f"the coverage map draws with matplotlib, got backend {backend!r}")
+        super().__init__(model, backend="matplotlib")
+        self.live = model
+        figure = self.backend_renderer.fig
+        figure.set_size_inches(6.4, 6.8)
+        self.colorbar_axes = self.backend_renderer.ax.inset_axes((1.03, 0.0, 0.035, 1.0))
+        self.setup_structure()
+        self.setup_agents(portray_agent)
+        self.render()
+
+    def draw_structure(self, **kwargs: Any) -> Axes:
+        """Mesa's frame of the space, then the coverage layer, cell borders and serving-cell links."""
+        ax: Axes = super().draw_structure(**kwargs)
+        twin = self.live.twin
+        self.colorbar_axes.clear()
+        if twin is None:
+            ax.set_title(f"{self.live.scenario_name}: could not start", fontsize=10)
+            self.colorbar_axes.set_axis_off()
+            return ax
+        width, height = twin.area.width_m, twin.area.height_m
+        draw_coverage_layer(ax, self.colorbar_axes, self.live, coverage_layer.value)
+        draw_serving_links(ax, self.live)
+        ax.set_xlim(0.0, width)
+        ax.set_ylim(0.0, height)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+        network = twin.network
+        rounds = f" · round {network.rounds_done}/{twin.rounds_limit}" if network is not None else ""
+        ax.set_title(f"{self.live.scenario_name} · t = {float(twin.time):.0f} s{rounds}", fontsize=10)
+        ax.legend(
+            handles=legend_handles(self.live),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.09),
+            ncol=5,
+            fontsize=7,
+            frameon=False,
+        )
+        return ax
+
+
+def draw_coverage_layer(ax: Axes, cax: Axes, live: LiveScenario, layer: CoverageLayer) -> None:
+    """The chosen coverage layer as an image over the area, with its colour bar in ``cax``."""
+    twin = live.twin
+    assert twin is not None
+    grid = twin.coverage_grid()
+    extent = (0.0, twin.area.width_m, 0.0, twin.area.height_m)
+    style: dict[str, Any] = {"origin": "lower", "extent": extent, "zorder": 0, "interpolation": "nearest"}
+    if layer == "service":
+        covered, label = service_coverage_cells(live)
+        image = ax.imshow(covered.astype(float), cmap=_COVERED, vmin=0.0, vmax=1.0, alpha=0.8, **style)
+        bar = ax.figure.colorbar(image, cax=cax, ticks=[0.25, 0.75])
+        bar.ax.set_yticklabels(["not covered", "covered"], fontsize=7)
+        bar.set_label(label, fontsize=8)
+    else:
+        values = grid.sinr_db if layer == "sinr" else grid.downlink_bps / 1e6
+        limits = (-10.0, 30.0) if layer == "sinr" else (0.0, max(float(np.nanmax(values)), 1e-9))
+        image = ax.imshow(values, cmap="viridis", vmin=limits[0], vmax=limits[1], alpha=0.85, **style)
+        bar = ax.figure.colorbar(image, cax=cax)
+        bar.set_label(LAYERS[layer], fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    for index in range(len(twin.base_stations)):
+        region = (grid.serving_cell == index).astype(float)
+        if 0 < region.sum() < region.size:
+            ax.contour(grid.xs, grid.ys, region, levels=[0.5], colors="white", linewidths=0.8, zorder=1)
+
+
+def service_coverage_cells(live: LiveScenario) -> tuple[np.ndarray, str]:
+    """Covered grid cells and what they mean: the last round's service coverage, else the radio's alone."""
+    twin = live.twin
+    assert twin is not None and live.session is not None
+    if twin.last_coverage is not None:
+        share = twin.last_coverage.share
+        return twin.last_coverage.covered, f"service coverage, last round ({share:.0%})"
+    min_rate = live.session.config.qoais.min_rate_bps
+    covered = twin.coverage_grid().uplink_bps >= min_rate
+    return covered, f"uplink ≥ {min_rate / 1e6:g} Mbit/s (no round yet)"
+
+
+def draw_serving_links(ax: Axes, live: LiveScenario) -> None:
+    """A thin line from each device to its serving cell, in that cell's colour."""
+    twin = live.twin
+    assert twin is not None
+    where = {bs.agent_id: (i, bs.position) for i, bs in enumerate(twin.base_stations)}
+    segments, colours = [], []
+    for device in twin.devices:
+        if device.serving_cell not in where:
+            continue
+        index, site = where[device.serving_cell]
+        segments.append([tuple(device.position), tuple(site)])
+        colours.append(CELL_COLOURS[index % len(CELL_COLOURS)])
+    if segments:
+        ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.6, alpha=0.7, zorder=2))
+
+
+def legend_handles(live: LiveScenario) -> list[Line2D]:
+    """Legend entries: device kinds present, every device state, the base station and the links."""
+    twin = live.twin
+    assert twin is not None
+    kinds = sorted({d.kind for d in twin.devices})
+    handles = [_marker(kind, "o", kind_colour(kind)) for kind in kinds]
+    handles += [_marker(state, marker, "#7f7f7f") for state, marker in STATE_MARKERS.items()]
+    handles.append(_marker("base station (gNB)", "H", BASE_STATION_COLOUR, size=10))
+    handles.append(Line2D([], [], color="#555555", linewidth=0.8, label="serving-cell link"))
+    return handles
+
+
+def _marker(label: str, marker: str, colour: str, size: float = 7) -> Line2D:
+    return Line2D(
+        [],
+        [],
+        linestyle="",
+        marker=marker,
+        markersize=size,
+        markerfacecolor=colour,
+        color=colour,
+        label=label,
+    )

@@ -1,0 +1,127 @@
+"""Text panels of the page: the run's status and the QoAIS of its services (each target, met or not)."""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import solara
+from mesa.visualization.utils import force_update, update_counter
+
+from twin.qoais import Indicator, ServiceReport
+from twin.viz.map import LAYERS, CoverageLayer, coverage_layer
+from twin.viz.plots import data_version
+
+if TYPE_CHECKING:
+    from twin.viz.live import LiveScenario
+
+_OPS = {"min": "≥", "max": "≤", "level": "≥", "mode": "∈"}
+_PASS, _FAIL = "#2e7d32", "#c62828"
+
+
+def format_value(value: float | str, unit: str = "") -> str:
+    """A QoAIS figure for people: 4 significant digits, ``n/a`` for NaN, text as it is."""
+    if isinstance(value, str):
+        return value
+    if value != value:
+        return "n/a"
+    text = str(int(value)) if value == int(value) and abs(value) < 1e6 else f"{value:.4g}"
+    return text + unit
+
+
+def indicator_row(indicator: Indicator) -> str:
+    """One ``<tr>``: indicator, achieved, target, met."""
+    met = indicator.passed
+    mark = f'<span style="color:{_PASS if met else _FAIL}">{"✔" if met else "✘"}</span>'
+    cells = (
+        f"{indicator.dimension}.{indicator.name}",
+        format_value(indicator.achieved, indicator.unit),
+        f"{_OPS[indicator.comparator]} {format_value(indicator.target, indicator.unit)}",
+    )
+    escaped = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+    return f'<tr title="{html.escape(indicator.detail)}">{escaped}<td>{mark}</td></tr>'
+
+
+def qoais_html(reports: Sequence[ServiceReport]) -> str:
+    """Every service's verdict, limiting factor and indicator table, as HTML."""
+    if not reports:
+        return "<p>No service has a QoAIS report yet.</p>"
+    parts = []
+    for report in reports:
+        colour, verdict = (_PASS, "PASS") if report.passed else (_FAIL, "FAIL")
+        name = html.escape(f"{report.service} ({report.kind})")
+        parts.append(
+            f'<p style="margin:8px 0 2px"><b>{name}</b> — <b style="color:{colour}">{verdict}</b></p>'
+        )
+        if report.indicators:
+            rows = "".join(indicator_row(i) for i in report.indicators)
+            head = "<tr><th>indicator</th><th>achieved</th><th>target</th><th>met</th></tr>"
+            parts.append(f'<table class="twin-qoais-table">{head}{rows}</table>')
+            limiting = html.escape(report.limiting_factor)
+            parts.append(f'<p style="font-size:85%;color:#555;margin:2px 0 6px">limiting: {limiting}</p>')
+        parts += [f'<p style="font-size:85%;color:#555;margin:0">{html.escape(n)}</p>' for n in report.notes]
+    return "".join(parts)
+
+
+PAGE_CSS = """
+.twin-map img, .twin-plot img { max-width: 100%; height: auto; }
+.twin-qoais-table { border-collapse: collapse; font-size: 82%; width: 100%; }
+.twin-qoais-table td, .twin-qoais-table th {
+  padding: 1px 6px; border-bottom: 1px solid #e0e0e0; text-align: left;
+}
+"""
+
+
+@solara.component
+def QoaisPanel(model: LiveScenario) -> None:
+    """The QoAIS of every service so far, against the targets of the scenario's config."""
+    update_counter.get()
+    version = data_version(model, "qoais")
+    content = solara.use_memo(lambda: qoais_html(model.qoais_reports()), dependencies=[model, version])
+    with solara.Card("QoAIS", classes=["twin-qoais"]):
+        solara.HTML(tag="div", unsafe_innerHTML=content)
+
+
+def status_lines(model: LiveScenario) -> list[str]:
+    """What the run is doing: id, seed, time, rounds, device states, broker and message counts."""
+    twin = model.twin
+    if twin is None:
+        return [f"scenario {model.scenario_name}: could not start"]
+    network = twin.network
+    states = Counter(str(getattr(d, "state", "")) for d in twin.devices)
+    lines = [
+        f"run {model.run_id} · seed {model.seed_value} · {model.status}",
+        f"simulated time {float(twin.time):.0f} s · {len(twin.devices)} devices · "
+        f"{len(twin.base_stations)} base stations",
+    ]
+    if network is not None:
+        accuracy = f" · accuracy {network.last_accuracy:.3f}" if network.rounds_done else ""
+        lines.append(f"federated round {network.rounds_done}/{twin.rounds_limit}{accuracy}")
+    lines.append("devices: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    stats = twin.bus.stats
+    lines.append(f"MQTT {twin.bus.url}: {stats.published} published, {stats.received} received")
+    return lines
+
+
+@solara.component
+def RunStatus(model: LiveScenario) -> None:
+    """The run's status, its error if it could not start, and the map's coverage layer."""
+    update_counter.get()
+    with solara.Card("Run", classes=["twin-status"]):
+        if model.error is not None:
+            solara.Error(f"Could not start: {model.error} — fix the parameter and press Reset.")
+        elif model.session is not None and model.session.error:
+            solara.Warning(f"Run {model.status}: {model.session.error}")
+        for line in status_lines(model):
+            solara.Text(line, style={"display": "block", "font-size": "90%"})
+
+        def choose(layer: CoverageLayer) -> None:
+            coverage_layer.set(layer)
+            force_update()
+
+        solara.ToggleButtonsSingle(
+            value=coverage_layer.value, on_value=choose, values=list(LAYERS), classes=["twin-layer"]
+        )
+        solara.Text(f"map layer: {LAYERS[coverage_layer.value]}", style={"font-size": "80%", "color": "#555"})

@@ -1,0 +1,250 @@
+"""Live KPI plots of a running scenario: service accuracy, response latency, energy and CO2, coverage.
+
+Each ``*_figure`` function draws one matplotlib figure from a :class:`LiveScenario` (no Solara in
+them, so they are tested directly); :func:`LivePlot` shows one on the page and redraws it when Mesa's
+SolaraViz signals an update. The x axis is simulated time in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import solara
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from mesa.visualization.utils import update_counter
+from numpy.typing import ArrayLike
+
+from twin.kpi import co2_kg
+
+if TYPE_CHECKING:
+    from twin.viz.live import LiveScenario
+
+FIGSIZE_IN = (5.4, 3.1)
+TRAINING_COLOUR = "#1f77b4"
+INFERENCE_COLOUR = "#d62728"
+_INFERENCE_STYLE: dict[str, Any] = {"color": INFERENCE_COLOUR, "ms": 3, "lw": 0.8}
+
+
+@dataclass(frozen=True, slots=True)
+class TickSeries:
+    """Per-tick figures of an inference service: time, service accuracy, mean and p95 latency."""
+
+    service: str
+    time_s: np.ndarray
+    service_accuracy: np.ndarray
+    latency_mean_s: np.ndarray
+    latency_p95_s: np.ndarray
+
+
+_REQUEST_FIELDS = frozenset({"tick", "sim_time_s", "correct", "reliability", "latency_s"})
+
+
+def inference_series(service: Any) -> TickSeries | None:
+    """Per-tick figures of a service whose ``records`` are requests (None: no records, or not requests)."""
+    records = list(getattr(service, "records", []))
+    if not records or not records[0].keys() >= _REQUEST_FIELDS:
+        return None
+    ticks = np.array([r["tick"] for r in records])
+    time_s = np.array([r["sim_time_s"] for r in records], dtype=float)
+    served = np.array([float(r["correct"]) * float(r["reliability"]) for r in records])
+    latency = np.array([r["latency_s"] for r in records], dtype=float)
+    starts, accuracy, mean_s, p95_s = [], [], [], []
+    for tick in np.unique(ticks):
+        mask = ticks == tick
+        finite = latency[mask][np.isfinite(latency[mask])]
+        starts.append(float(time_s[mask][0]))
+        accuracy.append(float(served[mask].mean()))
+        mean_s.append(float(finite.mean()) if len(finite) else np.nan)
+        p95_s.append(float(np.percentile(finite, 95)) if len(finite) else np.nan)
+    return TickSeries(
+        str(service.service), np.array(starts), np.array(accuracy), np.array(mean_s), np.array(p95_s)
+    )
+
+
+def _new_figure(title: str) -> tuple[Figure, Axes]:
+    figure = Figure(figsize=FIGSIZE_IN, layout="constrained")
+    ax = figure.add_subplot()
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("simulated time (s)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    return figure, ax
+
+
+def _waiting(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", color="#7f7f7f", fontsize=9)
+
+
+def _target(ax: Axes, value: float, colour: str, label: str) -> None:
+    ax.axhline(value, color=colour, linestyle="--", linewidth=1.0, alpha=0.8, label=label)
+
+
+def _rows(live: LiveScenario) -> list[dict[str, Any]]:
+    return list(live.twin.kpi_rows) if live.twin is not None else []
+
+
+def _services(live: LiveScenario) -> list[TickSeries]:
+    twin = live.twin
+    series = [inference_series(s) for s in twin.services] if twin is not None else []
+    return [s for s in series if s is not None]
+
+
+def _target_of(live: LiveScenario, service: str, name: str) -> float | None:
+    """The QoAIS target ``name`` of an inference ``service`` (None if it has none)."""
+    twin = live.twin
+    for s in twin.services if twin is not None else []:
+        if s.service == service:
+            value = getattr(getattr(s, "targets", None), name, None)
+            return float(value) if value is not None else None
+    return None
+
+
+def accuracy_figure(live: LiveScenario) -> Figure:
+    """Model and service accuracy of each federated round, and each inference tick, against targets."""
+    figure, ax = _new_figure("Service accuracy")
+    rows = _rows(live)
+    services = _services(live)
+    if rows:
+        t = [r["sim_time_s"] for r in rows]
+        accuracy = [r["accuracy"] for r in rows]
+        served = [r["service_accuracy"] for r in rows]
+        ax.plot(t, accuracy, "o-", color=TRAINING_COLOUR, ms=3, lw=1, label="model (held-out)")
+        ax.plot(t, served, "s:", color=TRAINING_COLOUR, ms=3, lw=1, label="training service (× reliability)")
+    for series in services:
+        label = f"{series.service} (per tick)"
+        ax.plot(series.time_s, series.service_accuracy, ".-", label=label, **_INFERENCE_STYLE)
+        target = _target_of(live, series.service, "accuracy")
+        if target is not None:
+            _target(ax, target, INFERENCE_COLOUR, f"{series.service} target")
+    if live.session is not None and live.twin is not None and live.twin.network is not None:
+        _target(ax, live.session.config.qoais.accuracy, TRAINING_COLOUR, "training target")
+    if not rows and not services:
+        _waiting(ax, "no round or request yet")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_ylabel("accuracy", fontsize=8)
+    _finish(ax)
+    return figure
+
+
+def latency_figure(live: LiveScenario) -> Figure:
+    """Federated round latency and inference response latency (mean, p95), against targets (log scale)."""
+    figure, ax = _new_figure("Response latency")
+    rows = _rows(live)
+    services = _services(live)
+    if rows:
+        latency = [r["round_latency_s"] for r in rows]
+        t = [r["sim_time_s"] for r in rows]
+        ax.plot(t, latency, "o-", color=TRAINING_COLOUR, ms=3, lw=1, label="federated round")
+        if live.session is not None:
+            _target(ax, live.session.config.qoais.round_latency_s, TRAINING_COLOUR, "round target")
+    for series in services:
+        name = series.service
+        ax.plot(series.time_s, series.latency_p95_s, ".-", label=f"{name} p95", **_INFERENCE_STYLE)
+        ax.plot(series.time_s, series.latency_mean_s, ":", label=f"{name} mean", **_INFERENCE_STYLE)
+        target = _target_of(live, name, "latency_s")
+        if target is not None:
+            _target(ax, target, INFERENCE_COLOUR, f"{name} target")
+    if rows or services:
+        ax.set_yscale("log")
+    else:
+        _waiting(ax, "no round or request yet")
+    ax.set_ylabel("latency (s)", fontsize=8)
+    _finish(ax)
+    return figure
+
+
+def energy_figure(live: LiveScenario) -> Figure:
+    """Energy used so far (devices + network), with its CO2 equivalent on the right-hand axis."""
+    figure, ax = _new_figure("Energy and CO2")
+    samples = live.samples
+    if samples:
+        t = [s.time_s for s in samples]
+        ax.plot(t, [s.energy_j for s in samples], "-", color="#2ca02c", lw=1.4, label="energy, all agents")
+        rows = _rows(live)
+        if rows:
+            ends = [r["sim_time_s"] for r in rows]
+            ax.plot(
+                ends, [r["energy_total_j"] for r in rows], "o", color="#2ca02c", ms=3, label="at round end"
+            )
+        ecr = live.twin.carbon.ecr_kg_per_kwh if live.twin is not None else 0.0
+        if ecr > 0:
+            grams_per_joule = 1000.0 * float(co2_kg(1.0, ecr))
+
+            def to_grams(joules: ArrayLike) -> ArrayLike:
+                return np.asarray(joules) * grams_per_joule
+
+            def to_joules(grams: ArrayLike) -> ArrayLike:
+                return np.asarray(grams) / grams_per_joule
+
+            right = ax.secondary_yaxis("right", functions=(to_grams, to_joules))
+            right.set_ylabel(f"CO2-eq (g), {ecr:g} kg/kWh", fontsize=8)
+            right.tick_params(labelsize=7)
+    else:
+        _waiting(ax, "not started")
+    ax.set_ylim(bottom=0.0)
+    ax.set_ylabel("energy (J)", fontsize=8)
+    _finish(ax)
+    return figure
+
+
+def coverage_figure(live: LiveScenario) -> Figure:
+    """Service coverage of each round against its target, and the share the radio alone covers."""
+    figure, ax = _new_figure("Coverage")
+    rows = [r for r in _rows(live) if "coverage" in r]
+    twin, session = live.twin, live.session
+    if twin is not None and session is not None:
+        targets = session.config.qoais
+        radio = float(np.mean(twin.coverage_grid().uplink_bps >= targets.min_rate_bps))
+        radio_label = f"radio only: uplink ≥ {targets.min_rate_bps / 1e6:g} Mbit/s"
+        ax.axhline(radio, color="#7f7f7f", linestyle=":", linewidth=1.2, label=radio_label)
+        if rows:
+            shares = [r["coverage"] for r in rows]
+            t = [r["sim_time_s"] for r in rows]
+            ax.plot(t, shares, "o-", color="#9467bd", ms=3, lw=1, label="service coverage")
+        else:
+            _waiting(ax, "no round yet")
+        _target(ax, targets.coverage, "#9467bd", "target")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("share of the area", fontsize=8)
+    _finish(ax)
+    return figure
+
+
+def _finish(ax: Axes) -> None:
+    ax.set_xlim(left=0.0)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6.5, loc="best", framealpha=0.7)
+
+
+PLOTS: dict[str, Callable[[LiveScenario], Figure]] = {
+    "accuracy": accuracy_figure,
+    "latency": latency_figure,
+    "energy": energy_figure,
+    "coverage": coverage_figure,
+}
+# Plots that change every step; the others change only when a round or a request is recorded.
+_PER_STEP = frozenset({"energy"})
+
+
+def data_version(model: LiveScenario, name: str) -> tuple[int, int, int]:
+    """Changes when what plot ``name`` draws changes: rounds, requests (and steps, for per-step plots)."""
+    twin = model.twin
+    if twin is None:
+        return (0, 0, 0)
+    requests = sum(len(getattr(s, "records", ())) for s in twin.services)
+    return (len(twin.kpi_rows), requests, len(model.samples) if name in _PER_STEP else 0)
+
+
+@solara.component
+def LivePlot(model: LiveScenario, name: str) -> None:
+    """One of :data:`PLOTS`, redrawn when its data has changed since the last update of the page."""
+    update_counter.get()
+    version = data_version(model, name)
+    build = PLOTS[name]
+    figure = solara.use_memo(lambda: build(model), dependencies=[model, name, version])
+    with solara.Column(classes=["twin-plot", f"twin-plot-{name}"], style={"min-width": "0"}):
+        solara.FigureMatplotlib(figure, format="png", dependencies=[model, name, version])

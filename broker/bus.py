@@ -52,6 +52,20 @@ class BusStats:
         return out
 
 
+def drain(inbox: queue.SimpleQueue[Message], stats: BusStats, timeout_s: float) -> list[Message]:
+    """Everything in ``inbox``, waiting up to ``timeout_s`` for the first message; counted in ``stats``."""
+    out: list[Message] = []
+    try:
+        out.append(inbox.get(timeout=timeout_s) if timeout_s > 0 else inbox.get_nowait())
+        while True:
+            out.append(inbox.get_nowait())
+    except queue.Empty:
+        pass
+    stats.received += len(out)
+    stats.received_bytes += sum(len(m.payload) for m in out)
+    return out
+
+
 class Bus(Protocol):
     """What the model needs from a message bus."""
 
@@ -103,16 +117,7 @@ class LocalBus:
 
     def poll(self, timeout_s: float = 0.0) -> list[Message]:
         """Drain the queue."""
-        out: list[Message] = []
-        try:
-            out.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
-            while True:
-                out.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        self.stats.received += len(out)
-        self.stats.received_bytes += sum(len(m.payload) for m in out)
-        return out
+        return drain(self._queue, self.stats, timeout_s)
 
     def check(self) -> None:
         """The in-process bus never goes away."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from broker.bus import BusStats, Message
+from broker.bus import BusStats, Message, drain
 from broker.url import BrokerAddress
 from twin.errors import BrokerUnreachableError, RunAbortedError
 
@@ -159,16 +159,7 @@ class MqttBus:
 
     def poll(self, timeout_s: float = 0.0) -> list[Message]:
         """Drain what paho's thread has received."""
-        out: list[Message] = []
-        try:
-            out.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
-            while True:
-                out.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        self.stats.received += len(out)
-        self.stats.received_bytes += sum(len(m.payload) for m in out)
-        return out
+        return drain(self._queue, self.stats, timeout_s)
 
     def check(self) -> None:
         """Raise :class:`RunAbortedError` once the broker has been gone longer than the timeout."""

@@ -124,6 +124,41 @@ def autonomy_indicator(offered: Iterable[str], target: str) -> Indicator:
     return Indicator("autonomy", "control_mode", ", ".join(modes), target, "", "mode")
 
 
+def graded_indicators(
+    targets: Any,
+    *,
+    tls: bool,
+    authenticated: bool,
+    raw_data_leaves_device: bool,
+    features_leave_device: bool,
+    privacy_detail: str,
+    security_detail: str | None = None,
+) -> tuple[Indicator, Indicator, Indicator]:
+    """The graded dimensions every service reports: security, privacy, autonomy (vs ``targets``' levels)."""
+    default = "TLS" if tls else "no TLS (use mqtts:// and credentials to raise it)"
+    return (
+        Indicator(
+            "security",
+            "transmission_security_level",
+            security_level(tls=tls, authenticated=authenticated),
+            targets.security_level,
+            "",
+            "level",
+            security_detail or default,
+        ),
+        Indicator(
+            "privacy",
+            "data_privacy_level",
+            privacy_level(raw_data_leaves_device, features_leave_device),
+            targets.privacy_level,
+            "",
+            "level",
+            privacy_detail,
+        ),
+        autonomy_indicator(("full", "partial"), targets.autonomy),
+    )
+
+
 def to_markdown(reports: Sequence[ServiceReport], title: str = "QoAIS report") -> str:
     """A Markdown document with one table per service."""
     lines = [f"# {title}", ""]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.qoais import Indicator, ServiceReport, autonomy_indicator, privacy_level, security_level
+from twin.qoais import Indicator, ServiceReport, graded_indicators
 from twin.settings import InferenceTargets, QoAISTargets
 
 ROBUSTNESS_WINDOW = 5
@@ -88,25 +88,14 @@ def federated_training_report(
             "max",
             _energy_detail(rows),
         ),
-        Indicator(
-            "security",
-            "transmission_security_level",
-            security_level(tls=tls, authenticated=authenticated),
-            targets.security_level,
-            "",
-            "level",
-            "TLS" if tls else "no TLS (use mqtts:// and credentials to raise it)",
+        *graded_indicators(
+            targets,
+            tls=tls,
+            authenticated=authenticated,
+            raw_data_leaves_device=False,
+            features_leave_device=False,
+            privacy_detail="raw data stays on the devices; only model updates travel",
         ),
-        Indicator(
-            "privacy",
-            "data_privacy_level",
-            privacy_level(raw_data_leaves_device=False, features_leave_device=False),
-            targets.privacy_level,
-            "",
-            "level",
-            "raw data stays on the devices; only model updates travel",
-        ),
-        autonomy_indicator(("full", "partial"), targets.autonomy),
     )
     notes = (
         f"rounds: {len(rows)}; devices selected: {selected}; stragglers: {stragglers}; "
@@ -178,27 +167,16 @@ def two_stage_inference_report(
             "max",
             "device + radio at both ends + edge compute",
         ),
-        Indicator(
-            "security",
-            "transmission_security_level",
-            security_level(tls=tls, authenticated=authenticated),
-            targets.security_level,
-            "",
-            "level",
-            "TLS" if tls else "no TLS",
-        ),
-        Indicator(
-            "privacy",
-            "data_privacy_level",
-            privacy_level(raw_data_leaves_device=escalation > 0, features_leave_device=False),
-            targets.privacy_level,
-            "",
-            "level",
-            "raw sensor windows of escalated requests leave the device"
+        *graded_indicators(
+            targets,
+            tls=tls,
+            authenticated=authenticated,
+            raw_data_leaves_device=escalation > 0,
+            features_leave_device=False,
+            privacy_detail="raw sensor windows of escalated requests leave the device"
             if escalation > 0
             else "no data leaves the device",
         ),
-        autonomy_indicator(("full", "partial"), targets.autonomy),
     )
     notes = (f"requests: {int(summary['requests'])}; mean latency {summary['latency_mean_s'] * 1000:.1f} ms",)
     return ServiceReport(service, "two-stage inference", indicators, notes)

@@ -18,7 +18,7 @@ from twin.paper_eval import (
     compare_to_paper,
     federated_training_kpis,
 )
-from twin.qoais import Indicator, ServiceReport, autonomy_indicator, privacy_level, security_level
+from twin.qoais import Indicator, ServiceReport, graded_indicators
 from twin.settings import CarbonConfig, QoAISTargets
 from usecases.paper_reference import paper_reference
 from usecases.registry import CalculationResult, CalculationScenario, ComparedValue, register
@@ -188,25 +188,15 @@ def compute(config: FederatedTrainingConfig) -> CalculationResult:
             f"compute {kpis.per_round_energy_j:.4g} J + transmission "
             f"{per_round_j - kpis.per_round_energy_j:.4g} J",
         ),
-        Indicator(
-            "security",
-            "transmission_security_level",
-            security_level(tls=False, authenticated=False),
-            targets.security_level,
-            "",
-            "level",
-            "link security is not part of the paper's example",
+        *graded_indicators(
+            targets,
+            tls=False,
+            authenticated=False,
+            raw_data_leaves_device=False,
+            features_leave_device=False,
+            privacy_detail="federated: raw data stays on the devices",
+            security_detail="link security is not part of the paper's example",
         ),
-        Indicator(
-            "privacy",
-            "data_privacy_level",
-            privacy_level(False, False),
-            targets.privacy_level,
-            "",
-            "level",
-            "federated: raw data stays on the devices",
-        ),
-        autonomy_indicator(("full", "partial"), targets.autonomy),
     )
     report = ServiceReport(
         "federated-training",

@@ -17,7 +17,7 @@ import torch
 from twin.config import check_positive, check_range
 from twin.kpi import ComputeProfile, LinkProfile, SplitPoint, SplitProfile
 from twin.paper_eval import PAPER_DEFAULTS, compare_to_paper, split_inference_table
-from twin.qoais import Indicator, ServiceReport, autonomy_indicator, privacy_level, security_level
+from twin.qoais import Indicator, ServiceReport, graded_indicators
 from twin.settings import CarbonConfig, InferenceTargets
 from usecases.paper_reference import paper_reference
 from usecases.registry import CalculationResult, CalculationScenario, ComparedValue, register
@@ -202,25 +202,19 @@ def _qoais(
             f"device {row['ue_energy_j']:.2f} J, link {row['tx_energy_j']:.2f} J, "
             f"network {row['net_energy_j']:.2f} J",
         ),
-        Indicator(
-            "security",
-            "transmission_security_level",
-            security_level(tls=False, authenticated=False),
-            targets.security_level,
-            "",
-            "level",
-            "link security is not part of the paper's example",
+        *graded_indicators(
+            targets,
+            tls=False,
+            authenticated=False,
+            raw_data_leaves_device=split == 0,
+            features_leave_device=0 < split < last,
+            privacy_detail="raw input sent"
+            if split == 0
+            else "features sent"
+            if split < last
+            else "nothing leaves",
+            security_detail="link security is not part of the paper's example",
         ),
-        Indicator(
-            "privacy",
-            "data_privacy_level",
-            privacy_level(raw_data_leaves_device=split == 0, features_leave_device=0 < split < last),
-            targets.privacy_level,
-            "",
-            "level",
-            "raw input sent" if split == 0 else "features sent" if split < last else "nothing leaves",
-        ),
-        autonomy_indicator(("full", "partial"), targets.autonomy),
     )
     return ServiceReport("split-inference", "inference", indicators)
 

@@ -279,11 +279,13 @@ class TwoStageInference:
         reliability = np.array([r["reliability"] for r in self.records])
         latency = np.array([r["latency_s"] for r in self.records])
         finite = latency[np.isfinite(latency)]
+        recent = correct[-max(1, len(correct) // 4) :] * reliability[-max(1, len(correct) // 4) :]
         return {
             "requests": float(len(self.records)),
             "escalation_share": float(np.mean([r["escalated"] for r in self.records])),
             "accuracy": float(correct.mean()),
             "service_accuracy": float((correct * reliability).mean()),
+            "service_accuracy_last_quarter": float(recent.mean()),
             "latency_p95_s": float(np.percentile(finite, 95)) if len(finite) else math.inf,
             "latency_mean_s": float(finite.mean()) if len(finite) else math.inf,
             "energy_per_request_j": float(np.mean([r["energy_j"] for r in self.records])),

@@ -178,5 +178,9 @@ def two_stage_inference_report(
             else "no data leaves the device",
         ),
     )
-    notes = (f"requests: {int(summary['requests'])}; mean latency {summary['latency_mean_s'] * 1000:.1f} ms",)
+    notes = (
+        f"requests: {int(summary['requests'])}; mean latency {summary['latency_mean_s'] * 1000:.1f} ms",
+        f"service accuracy over the last quarter of the requests (models trained longer): "
+        f"{summary['service_accuracy_last_quarter']:.3f}",
+    )
     return ServiceReport(service, "two-stage inference", indicators, notes)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test starts a `twin` process (interpreter + torch import)
+
 
 def twin(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

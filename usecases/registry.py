@@ -1,13 +1,21 @@
-"""Registry of named scenarios (``twin list``) and the interface a use case implements."""
+"""Registry of named scenarios (``twin list``) and the interface a use case implements.
+
+Built-in scenarios are listed from :mod:`usecases.catalog` and imported only when one is asked for
+(:func:`get`), so listing them needs neither torch nor Mesa. A user-written use case registers
+itself with :func:`register` when its module is imported (``twin check my_module``).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from twin.errors import UnknownScenarioError
 from twin.qoais import ServiceReport
+from usecases import catalog
+from usecases.catalog import CatalogEntry
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
@@ -21,6 +29,7 @@ class BuildContext:
     seed: int
     bus: Any
     rounds_limit: int | None
+    hosting: str = "local"  # "workers": the devices' side will run in worker processes (``--workers``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,25 +110,51 @@ def unregister(name: str) -> None:
 
 
 def _load_builtin() -> None:
-    import usecases.grid_inspection  # noqa: F401  (each module registers itself)
-    import usecases.home_health  # noqa: F401
-    import usecases.robotaxi  # noqa: F401
-    import usecases.seed_federated_training  # noqa: F401
-    import usecases.seed_split_inference  # noqa: F401
+    """Import every built-in scenario module (each registers itself)."""
+    for entry in catalog.BUILTIN:
+        _import(entry)
+
+
+def _import(entry: CatalogEntry) -> None:
+    if entry.name not in _REGISTRY and entry.module is not None:
+        importlib.import_module(entry.module)
+
+
+def registered() -> list[Scenario]:
+    """Scenarios registered so far, sorted by name (built-ins only once their module is imported)."""
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def names() -> list[str]:
-    """Registered scenario names, sorted."""
-    _load_builtin()
-    return sorted(_REGISTRY)
+    """Names of the built-in and the registered scenarios, sorted (imports nothing)."""
+    return sorted({entry.name for entry in catalog.BUILTIN} | set(_REGISTRY))
+
+
+def describe(scenario: Scenario) -> CatalogEntry:
+    """The catalog entry of a registered scenario (what ``twin list`` shows of it)."""
+    kind: catalog.Kind = "calculation" if isinstance(scenario, CalculationScenario) else "agents"
+    module = getattr(scenario.default_config, "__module__", None)
+    return CatalogEntry(scenario.name, scenario.summary, scenario.paper_section, kind, module)
+
+
+def entries() -> list[CatalogEntry]:
+    """What ``twin list`` shows: every scenario's metadata, sorted by name, importing no use case."""
+    found = {name: describe(spec) for name, spec in _REGISTRY.items()}
+    for entry in catalog.BUILTIN:
+        found.setdefault(entry.name, entry)
+    return [found[name] for name in sorted(found)]
 
 
 def get(name: str) -> Scenario:
-    """The scenario called ``name``, or :class:`UnknownScenarioError` listing the available ones."""
-    _load_builtin()
+    """The scenario called ``name`` (importing its module if it is a built-in not yet imported).
+
+    Raises:
+        UnknownScenarioError: no such scenario; the message lists the available ones.
+    """
+    entry = catalog.builtin(name)
+    if entry is not None:
+        _import(entry)
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownScenarioError(
-            f"unknown scenario {name!r}; available: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+        raise UnknownScenarioError(f"unknown scenario {name!r}; available: {', '.join(names())}") from None

@@ -14,7 +14,7 @@ import numpy as np
 from mesa.experimental.continuous_space import ContinuousSpace, ContinuousSpaceAgent
 
 from twin.kpi import ComputeProfile
-from twin.learning.cohort import LocalData, Params
+from twin.learning.cohort import LocalData
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
@@ -68,10 +68,7 @@ class Device(ContinuousSpaceAgent):
         self.height_m = height_m
         self.compute = compute
         self.data = data
-        self.local_params: Params | None = None
         self.escalated_until_s: float = float("-inf")
-        self.deployed_version: int = 0
-        self.deployed_params: Params | None = None
         self.serving_cell: str = ""
         self.downlink_bps: float = 0.0
         self.uplink_bps: float = 0.0
@@ -105,10 +102,6 @@ class Device(ContinuousSpaceAgent):
         """Mark an escalation to the network, shown for at least one simulated second (one step)."""
         self.escalated_until_s = now_s + max(latency_s, 1.0)
 
-    def deploy(self, version: int, params: Params) -> None:
-        """Install the global model of ``version`` for on-device (preliminary) inference."""
-        self.deployed_version, self.deployed_params = version, params
-
     def mark(self, state: DeviceState | None) -> None:
         """Pin a state (offline, straggler) until the next round; ``None`` unpins."""
         self._fixed_state = state
@@ -141,15 +134,16 @@ class Device(ContinuousSpaceAgent):
         return self.state_at(self.model.time)
 
     def telemetry(self) -> dict[str, float | int | str]:
-        """Flat telemetry fields of this device."""
-        x, y = (float(v) for v in self.position)
+        """Flat telemetry fields of this device (O(1): the energy total is the ledger's cached one)."""
+        x, y = self.position.tolist()
+        sinr_db = self.sinr_db
         return {
             "x_m": x,
             "y_m": y,
             "z_m": self.height_m,
-            "state": self.state.value,
+            "state": self.state_at(self.model.time).value,
             "serving_cell": self.serving_cell,
-            "sinr_db": _finite(self.sinr_db),
+            "sinr_db": sinr_db if abs(sinr_db) < float("inf") else -999.0,  # _finite without numpy
             "downlink_bps": self.downlink_bps,
             "uplink_bps": self.uplink_bps,
             "reliability": self.reliability,

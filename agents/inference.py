@@ -1,31 +1,35 @@
 """Two-stage inference (paper §2.3.4 home health, §2.3.8 grid inspection).
 
 Every ``interval_s`` each device senses a window and runs a **preliminary inference** with the model
-it has on board (the global model of the last round it took part in). Uncertain results — and, if
-configured, every detected anomaly — are **escalated**: the device sends the window over MQTT to the
-network, which infers again with its current global model and answers. Latency and energy are modelled
-(SPEC §7: FLOPs ÷ FLOP/s, bits ÷ rate, at both ends); accuracy is measured against the true label.
+it has on board (the global model it last downloaded, as decoded from the wire), in its device host
+(``agents/host.py``). Uncertain results — and, if configured, every detected anomaly — are
+**escalated**: the device sends the window over MQTT to the network, which infers again with its
+current global model and answers. Results and answers travel as one message per host and tick.
+Latency and energy are modelled (SPEC §7: FLOPs ÷ FLOP/s, bits ÷ rate, at both ends); accuracy is
+measured against the true label.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 from agents.device import Device
+from agents.host import BATCH_REQUEST_SCHEMA as REQUEST_SCHEMA
+from agents.host import BATCH_RESPONSE_SCHEMA as RESPONSE_SCHEMA
+from agents.host import TICK_SCHEMA
 from broker.bus import Message
 from broker.json_codec import decode_json, encode_json
 from twin.config import check_positive, check_range
 from twin.energy import NETWORK
-from twin.errors import PayloadError, RunAbortedError
+from twin.errors import PayloadError
 from twin.kpi import compute_energy_j, transmission_energy_j
+from twin.learning.cohort import batch_invariant_logits
 from twin.qoais import ServiceReport
 from twin.service_reports import two_stage_inference_report
 from twin.settings import InferenceTargets
@@ -34,8 +38,15 @@ if TYPE_CHECKING:
     from agents.network import NetworkAgent
     from twin.model import TwinModel
 
-REQUEST_SCHEMA = "twin.inference.request.v1"
-RESPONSE_SCHEMA = "twin.inference.response.v1"
+MAX_BATCH_BYTES = 64 << 20
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +73,14 @@ class SensorStream:
 
 
 class TwoStageInference:
-    """Preliminary inference on devices, refinement of escalated windows by the network."""
+    """The network side of two-stage inference: ticks, refinement of escalated windows, records.
+
+    Every tick the network publishes one ``tick`` message; each device host answers with one message
+    holding all its devices' preliminary results (and the windows of those that escalate); the network
+    refines the escalated windows in **one batched forward pass** and answers each host with one
+    message. Latency, energy and accuracy are the twin's: modelled from the links and compute profiles,
+    scored against the true labels, which stay with the twin (the devices never see them).
+    """
 
     def __init__(
         self,
@@ -75,201 +93,212 @@ class TwoStageInference:
         flops_per_inference: float,
         window_bits: float,
         targets: InferenceTargets,
+        members: dict[str, set[str]],
         normal_class: int = 0,
     ) -> None:
         self.model = model
         self.service = service
         self.network = network
-        self.streams = streams
+        self.labels = {a: s.y for a, s in streams.items()}
         self.config = config
         self.flops_per_inference = flops_per_inference
         self.window_bits = window_bits
         self.targets = targets
         self.normal_class = normal_class
+        self.members = {h: set(a) for h, a in members.items() if a}
+        self._host_of = {a: h for h, ids in self.members.items() for a in ids}
         self.records: list[dict[str, Any]] = []
         self.tick_index = 0
-        self._pending: dict[str, dict[str, Any]] = {}
-        self._expected: set[str] = set()
+        self._batches: dict[str, list[dict[str, Any]]] = {}
+        self._waiting = False
         model.route(f"{model.topics.service_root(service)}/request", self._on_message)
         model.services.append(self)
 
+    def set_members(self, members: dict[str, set[str]]) -> None:
+        """Which device host holds which devices of this service (when devices move to workers)."""
+        self.members = {h: set(a) for h, a in members.items() if a}
+        self._host_of = {a: h for h, ids in self.members.items() for a in ids}
+
     def start(self, at_s: float) -> None:
         """Schedule the first sensing tick."""
-        if self.config.enabled:
+        if self.config.enabled and self.members:
             self.model.schedule_event(self.tick, at=at_s)
 
     def tick(self) -> None:
-        """One sensing round of every device: preliminary inference, escalation, network answers."""
+        """One sensing round: hosts infer on their devices, the network refines what they escalate."""
         model = self.model
-        devices: list[Device] = [d for d in model.devices if d.agent_id in self.streams]  # type: ignore[misc]
-        windows = {d.agent_id: self._window(d.agent_id) for d in devices}
-        probs = self._preliminary(devices, {k: w[0] for k, w in windows.items()})
-        escalated: list[Device] = []
-        for device in devices:
-            p = probs[device.agent_id]
-            confidence, prelim = float(p.max()), int(p.argmax())
-            anomaly = prelim != self.normal_class and self.config.escalate_anomalies
+        self._batches = {}
+        self._waiting = True
+        tick_doc = {
+            "schema": TICK_SCHEMA,
+            "run_id": model.run_id,
+            "service": self.service,
+            "tick": self.tick_index,
+            "sim_time_s": float(model.time),
+        }
+        model.bus.publish(model.topics.tick(self.service), encode_json(tick_doc), qos=1)
+        self._wait_for_hosts()
+        self._waiting = False
+        results = sorted(
+            (r for batch in self._batches.values() for r in batch), key=lambda r: str(r["agent_id"])
+        )
+        local: list[tuple[Device, dict[str, Any]]] = []
+        escalated: list[tuple[Device, dict[str, Any]]] = []
+        for result in results:
+            device: Device = model.device(result["agent_id"])
             reachable = device.uplink_bps > 0 and device.downlink_bps > 0
-            if reachable and (confidence < self.config.confidence_threshold or anomaly):
-                escalated.append(device)
-                self._publish_request(device, windows[device.agent_id][0], prelim, confidence)
-            else:
-                self._record(device, windows[device.agent_id][1], prelim, confidence, None)
-        self._expected = {d.agent_id for d in escalated}
-        self._wait_for_requests()
-        for device in sorted(escalated, key=lambda d: d.agent_id):
-            request = self._pending.pop(device.agent_id)
-            x = torch.tensor(request["window"], dtype=torch.float32).unsqueeze(0)
-            with torch.no_grad():
-                final = int(functional_call(self.network.net, self.network.global_params, (x,)).argmax(dim=1))
+            (escalated if result["escalate"] and reachable else local).append((device, result))
+        self._record([d for d, _ in local], [r for _, r in local], None)
+        finals = self._refine([r["window"] for _, r in escalated])
+        self._record([d for d, _ in escalated], [r for _, r in escalated], finals)
+        answers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (device, _), final in zip(escalated, finals, strict=True):
+            answers[self._host_of[device.agent_id]].append(
+                {"agent_id": device.agent_id, "final_class": final}
+            )
+        for host_id, host_answers in sorted(answers.items()):
             model.bus.publish(
-                model.topics.response(self.service, device.agent_id),
+                model.topics.response(self.service, host_id),
                 encode_json(
                     {
                         "schema": RESPONSE_SCHEMA,
                         "run_id": model.run_id,
-                        "agent_id": device.agent_id,
+                        "host": host_id,
                         "tick": self.tick_index,
-                        "final_class": final,
                         "sim_time_s": float(model.time),
+                        "answers": host_answers,
                     }
                 ),
                 qos=1,
             )
-            self._record(
-                device, windows[device.agent_id][1], request["prelim_class"], request["confidence"], final
-            )
         self.tick_index += 1
         model.schedule_event(self.tick, at=model.time + self.config.interval_s)
 
-    def _window(self, agent_id: str) -> tuple[torch.Tensor, int]:
-        stream = self.streams[agent_id]
-        i = self.tick_index % len(stream.y)
-        return stream.x[i], int(stream.y[i])
-
-    def _preliminary(
-        self, devices: list[Device], windows: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Batched forward passes, one per deployed model version."""
-        groups: dict[int, list[Device]] = defaultdict(list)
-        for d in devices:
-            groups[d.deployed_version].append(d)
-        out: dict[str, torch.Tensor] = {}
-        for members in groups.values():
-            params = members[0].deployed_params or self.network.initial_params
-            x = torch.stack([windows[d.agent_id] for d in members])
-            with torch.no_grad():
-                p = torch.softmax(functional_call(self.network.net, params, (x,)), dim=1)
-            out.update({d.agent_id: p[i] for i, d in enumerate(members)})
-        return out
-
-    def _publish_request(self, device: Device, window: torch.Tensor, prelim: int, confidence: float) -> None:
-        model = self.model
-        doc = {
-            "schema": REQUEST_SCHEMA,
-            "run_id": model.run_id,
-            "agent_id": device.agent_id,
-            "tick": self.tick_index,
-            "sim_time_s": float(model.time),
-            "prelim_class": prelim,
-            "confidence": confidence,
-            "window": [float(v) for v in window],
-        }
-        model.bus.publish(model.topics.request(self.service, device.agent_id), encode_json(doc), qos=1)
+    def _refine(self, windows: list[list[float]]) -> list[int]:
+        """The network's answers to every escalated window of a tick, in one forward pass."""
+        if not windows:
+            return []
+        x = torch.tensor(windows, dtype=torch.float32)
+        logits = batch_invariant_logits(self.network.net, self.network.global_params, x)
+        return [int(c) for c in logits.argmax(dim=1)]
 
     def _on_message(self, message: Message) -> None:
-        """Accept well-formed requests of this tick from expected devices; count everything else."""
+        """Accept one well-formed batch per expected host and tick; count everything else."""
         stats = self.model.bus.stats
         try:
-            doc = decode_json(message.payload, max_bytes=1 << 20)
+            doc = decode_json(message.payload, max_bytes=MAX_BATCH_BYTES)
         except PayloadError as exc:
             stats.reject(exc.kind)
             return
-        agent_id = message.topic.rsplit("/", 1)[-1]
-        valid = (
-            doc.get("schema") == REQUEST_SCHEMA
-            and doc.get("agent_id") == agent_id
-            and isinstance(doc.get("window"), list)
-            and len(doc["window"]) == self.network.task.in_features
-        )
-        if not valid:
+        host_id = message.topic.rsplit("/", 1)[-1]
+        if doc.get("schema") != REQUEST_SCHEMA or doc.get("host") != host_id:
             stats.reject("malformed")
-        elif agent_id not in self._expected or doc.get("tick") != self.tick_index:
+            return
+        if not self._waiting or host_id not in self.members or doc.get("tick") != self.tick_index:
             stats.reject("unexpected")
-        elif agent_id in self._pending:
+            return
+        if host_id in self._batches:
             stats.reject("duplicate")
-        else:
-            self._pending[agent_id] = doc
+            return
+        results = self._validate(host_id, doc.get("results"))
+        if results is None:
+            stats.reject("malformed")
+            return
+        self._batches[host_id] = results
 
-    def _wait_for_requests(self) -> None:
-        model = self.model
-        deadline = time.monotonic() + model.bus_cfg.barrier_timeout_s
-        while not self._expected <= self._pending.keys():
-            model.bus.check()
-            if time.monotonic() > deadline:
-                missing = sorted(self._expected - self._pending.keys())
-                raise RunAbortedError(
-                    f"{len(missing)} escalated inference requests never arrived ({missing[:3]}…)"
-                )
-            model.pump(timeout_s=0.05)
+    def _validate(self, host_id: str, results: Any) -> list[dict[str, Any]] | None:
+        """The host's results if every one is well-formed and the host's devices are all there."""
+        if not isinstance(results, list):
+            return None
+        n_classes = self.network.task.n_classes
+        width = self.network.task.in_features
+        seen: set[str] = set()
+        for r in results:
+            if not isinstance(r, dict) or r.get("agent_id") not in self.members[host_id]:
+                return None
+            prelim, confidence, escalate = r.get("prelim_class"), r.get("confidence"), r.get("escalate")
+            if not (_is_int(prelim) and 0 <= prelim < n_classes and isinstance(escalate, bool)):
+                return None
+            if not (_is_number(confidence) and 0.0 <= confidence <= 1.0):
+                return None
+            if escalate:
+                window = r.get("window")
+                if not (
+                    isinstance(window, list) and len(window) == width and all(_is_number(v) for v in window)
+                ):
+                    return None
+            seen.add(r["agent_id"])
+        return results if seen == self.members[host_id] and len(results) == len(seen) else None
 
-    def _record(self, device: Device, label: int, prelim: int, confidence: float, final: int | None) -> None:
-        """Model the request's latency and energy (SPEC §7), book the energy, keep the record.
+    def _wait_for_hosts(self) -> None:
+        self.model.wait_for(
+            lambda: self.members.keys() <= self._batches.keys(),
+            what=f"inference results of tick {self.tick_index} (hosts {sorted(self.members)[:3]})",
+            progress=lambda: len(self._batches),
+        )
 
+    def _record(self, devices: list[Device], results: list[dict[str, Any]], finals: list[int] | None) -> None:
+        """Model the requests' latency and energy (SPEC §7) as arrays, book the energy, keep the records.
+
+        ``finals`` is None for requests decided on the device, else the network's answers (escalated).
         Same convention as the federated rounds: the device pays compute and its radio both ways; the
         network pays edge compute and its downlink transmission (bits ÷ (cell rate ÷ BS power)).
         """
+        if not devices:
+            return
         model = self.model
-        link = model.link_cfg
-        edge = model.edge_profile
-        local_s = self.flops_per_inference / device.compute.flops_per_s
-        energy = float(compute_energy_j(self.flops_per_inference, device.compute.efficiency_flops_per_j))
-        model.energy.add(device.agent_id, "inference", energy, service=self.service)
-        latency, decided = local_s, prelim
-        if final is not None:
-            up_s = self.window_bits / device.uplink_bps
-            down_s = self.config.result_bits / device.downlink_bps
-            latency = local_s + up_s + self.flops_per_inference / edge.flops_per_s + down_s
-            share = model.cell_share(device.agent_id)
-            bookings = (
-                (device.agent_id, "uplink", link.ue_radio_power_w * up_s),
-                (device.agent_id, "downlink", link.ue_radio_power_w * down_s),
-                (
-                    NETWORK,
-                    "inference",
-                    float(compute_energy_j(self.flops_per_inference, edge.efficiency_flops_per_j)),
-                ),
-                (
-                    NETWORK,
-                    "downlink",
-                    float(
-                        transmission_energy_j(
-                            self.config.result_bits, device.downlink_bps * share / link.bs_power_w
-                        )
-                    ),
-                ),
+        link, edge, ledger, service = model.link_cfg, model.edge_profile, model.energy, self.service
+        ids = [d.agent_id for d in devices]
+        flops = self.flops_per_inference
+        local_s = flops / np.array([d.compute.flops_per_s for d in devices])
+        energy = compute_energy_j(flops, np.array([d.compute.efficiency_flops_per_j for d in devices]))
+        ledger.add_many(ids, "inference", energy, service=service)
+        latency = local_s
+        reliability = np.ones(len(devices))
+        decided = [int(r["prelim_class"]) for r in results]
+        if finals is not None:
+            up_bps = np.array([d.uplink_bps for d in devices])
+            down_bps = np.array([d.downlink_bps for d in devices])
+            share = np.array([model.cell_share(a) for a in ids], dtype=float)
+            up_s = self.window_bits / up_bps
+            down_s = self.config.result_bits / down_bps
+            latency = local_s + up_s + flops / edge.flops_per_s + down_s
+            e_up = link.ue_radio_power_w * up_s
+            e_down = link.ue_radio_power_w * down_s
+            e_edge = np.full(len(devices), float(compute_energy_j(flops, edge.efficiency_flops_per_j)))
+            e_cell = transmission_energy_j(self.config.result_bits, down_bps * share / link.bs_power_w)
+            ledger.add_many(ids, "uplink", e_up, service=service)
+            ledger.add_many(ids, "downlink", e_down, service=service)
+            ledger.add_many([NETWORK] * len(ids), "inference", e_edge, service=service)
+            ledger.add_many([NETWORK] * len(ids), "downlink", e_cell, service=service)
+            energy = energy + e_up + e_down + e_edge + e_cell
+            reliability = np.array([d.reliability for d in devices])
+            decided = finals
+            now = float(model.time)
+            for device, seconds in zip(devices, latency.tolist(), strict=True):
+                device.escalate(now, seconds)
+        tick, now_s = self.tick_index, float(model.time)
+        for agent_id, result, final, lat, joules, rel in zip(
+            ids, results, decided, latency.tolist(), energy.tolist(), reliability.tolist(), strict=True
+        ):
+            labels = self.labels[agent_id]
+            label = int(labels[tick % len(labels)])
+            self.records.append(
+                {
+                    "tick": tick,
+                    "sim_time_s": now_s,
+                    "agent_id": agent_id,
+                    "label": label,
+                    "prelim_class": int(result["prelim_class"]),
+                    "confidence": float(result["confidence"]),
+                    "escalated": finals is not None,
+                    "final_class": final,
+                    "correct": final == label,
+                    "reliability": rel,
+                    "latency_s": lat,
+                    "energy_j": joules,
+                }
             )
-            for agent_id, category, joules in bookings:
-                model.energy.add(agent_id, category, joules, service=self.service)
-                energy += joules
-            decided = final
-            device.escalate(float(model.time), latency)
-        self.records.append(
-            {
-                "tick": self.tick_index,
-                "sim_time_s": float(model.time),
-                "agent_id": device.agent_id,
-                "label": label,
-                "prelim_class": prelim,
-                "confidence": confidence,
-                "escalated": final is not None,
-                "final_class": decided,
-                "correct": decided == label,
-                "reliability": device.reliability if final is not None else 1.0,
-                "latency_s": latency,
-                "energy_j": energy,
-            }
-        )
 
     def summary(self) -> dict[str, float]:
         """Service-level figures over all requests so far."""

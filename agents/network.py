@@ -1,16 +1,17 @@
 """The network agent (operator's network AI): orchestrates federated training rounds over MQTT.
 
-One round (paper §3.2.3.2, five steps): publish the global model → devices download it and train
-locally → they upload updates → the network waits for every expected update (or declares the
-sender a straggler) → it aggregates **sorted by sender id**, evaluates on held-out data, records KPIs.
+One round (paper §3.2.3.2, five steps): publish the round plan and the global model → device hosts
+download it and train their selected devices locally → they upload one update per device → the network
+waits for every expected update (or declares the sender a straggler) → it aggregates **sorted by sender
+id**, evaluates on held-out data, records KPIs. The network selects, publishes, waits, aggregates and
+evaluates; it never does a device's work (``agents/host.py`` does).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -19,12 +20,12 @@ from torch import nn
 from torch.func import functional_call
 
 from agents.device import Device, DeviceState, RoundTiming
-from broker.model_exchange import ReceivedModel
+from broker.model_exchange import ReceivedModel, ResendRequest
 from twin.energy import NETWORK
-from twin.errors import RunAbortedError
 from twin.kpi import co2_kg, compute_energy_j
 from twin.learning.aggregation import ClientUpdate, Params, Strategy
-from twin.learning.cohort import evaluate, make_schedule, steps_per_device, train_cohort
+from twin.learning.cohort import evaluate, steps_per_device
+from twin.learning.round_plan import ModelSpec, RoundPlan
 from twin.learning.task import TaskData
 from twin.settings import BusConfig, FederatedConfig, QoAISTargets
 
@@ -44,7 +45,6 @@ class RoundState:
     offline: list[str] = field(default_factory=list)
     arrivals_s: dict[str, float] = field(default_factory=dict)
     updates: dict[str, ClientUpdate] = field(default_factory=dict)
-    global_received: bool = False
     energy_mark: dict[tuple[str, str], float] = field(default_factory=dict)
     timings: dict[str, RoundTiming] = field(default_factory=dict)
 
@@ -67,6 +67,7 @@ class NetworkAgent(Agent):
         bus_cfg: BusConfig,
         train_flops_per_sample: float,
         targets: QoAISTargets,
+        model_spec: ModelSpec,
     ) -> None:
         super().__init__(model)
         self.agent_id = "network"
@@ -80,6 +81,7 @@ class NetworkAgent(Agent):
         self.bus_cfg = bus_cfg
         self.train_flops_per_sample = train_flops_per_sample
         self.targets = targets
+        self.model_spec = model_spec
         self.registry: dict[int, float] = {}
         self.round: RoundState | None = None
         self.rounds_done = 0
@@ -93,7 +95,13 @@ class NetworkAgent(Agent):
         self.model.schedule_event(self.start_round, at=at_s)
 
     def start_round(self) -> None:
-        """Publish the global model, let the selected devices train and upload, then close the round."""
+        """Select devices, publish the round plan and the global model, wait for the updates.
+
+        The network never trains: device hosts read the plan and the global model from the wire, train
+        and upload. What decides the result is the twin's own physics — each device's modelled
+        download + compute + upload time (from its link, its compute profile and its registered data
+        size) and its registered sample count as aggregation weight — never a field a sender sets.
+        """
         model = self.model
         index = self.rounds_done + 1
         devices = sorted(model.devices, key=lambda d: d.agent_id)
@@ -108,30 +116,40 @@ class NetworkAgent(Agent):
             index, model.time, [devices[i].agent_id for i in picked], energy_mark=model.energy.snapshot()
         )
         self.round = state
-        meta = {
-            "round": index,
-            "service": self.service,
-            "sender": self.agent_id,
-            "sim_time_s": model.time,
-            "deadline_s": self.fl.deadline_s,
-        }
-        topic = model.topics.global_model(self.service, index)
-        model.exchange.send(topic, self.global_params, meta, retain=True)
-        self._wait(
-            lambda: state.global_received,
-            what=f"global model of round {index}",
-            resend=lambda: model.exchange.resend(topic, None),
+        active = self._plan_devices(state)
+        plan = RoundPlan(
+            run_id=model.run_id,
+            service=self.service,
+            round_index=index,
+            sim_time_s=float(model.time),
+            deadline_s=self.fl.deadline_s,
+            selected=tuple(d.agent_id for d in active),
+            local_epochs=self.fl.local_epochs,
+            batch_size=self.fl.batch_size,
+            lr=self.fl.lr,
+            proximal_mu=self.strategy.proximal_mu,
+            model=self.model_spec,
         )
-        self._train_and_upload(state)
-        expected = [a for a in state.selected if a not in state.offline]
-        self._wait(
-            lambda: all(a in state.updates for a in expected),
+        plan_topic = model.topics.select(self.service, index)
+        global_topic = model.topics.global_model(self.service, index)
+        model.bus.publish(plan_topic, plan.to_bytes(), qos=1, retain=True)
+        meta = {"round": index, "service": self.service, "sender": self.agent_id, "sim_time_s": model.time}
+        model.exchange.send(global_topic, self.global_params, meta, retain=True)
+        expected = [d.agent_id for d in active]
+
+        def ask_again() -> None:
+            missing = [a for a in expected if a not in state.updates]
+            for agent_id in missing:
+                model.exchange.request_resend(self.service, index, agent_id)
+            if len(missing) == len(expected):  # nobody has trained: the plan or the model may be lost
+                model.bus.publish(plan_topic, plan.to_bytes(), qos=1, retain=True)
+                model.exchange.resend(global_topic, None)
+
+        model.wait_for(
+            lambda: len(state.updates) == len(expected),
             what=f"updates of round {index}",
-            resend=lambda: [
-                model.exchange.request_resend(self.service, index, a)
-                for a in expected
-                if a not in state.updates
-            ],
+            progress=lambda: len(state.updates),
+            resend=ask_again,
         )
         deadline = state.start_s + self.fl.deadline_s
         on_time = [state.arrivals_s[a] for a in expected if state.arrivals_s[a] <= deadline]
@@ -142,7 +160,8 @@ class NetworkAgent(Agent):
                 model.device(agent_id).mark(DeviceState.STRAGGLER)
         model.schedule_event(self.end_round, at=end_s)
 
-    def _train_and_upload(self, state: RoundState) -> None:
+    def _plan_devices(self, state: RoundState) -> list[Device]:
+        """Drop-outs, then each active device's modelled timeline and energy for this round."""
         model = self.model
         rng = model.seeds.numpy(f"fl/dropout/{state.index}")
         drops = rng.random(len(state.selected)) < self.fl.dropout_prob
@@ -157,20 +176,7 @@ class NetworkAgent(Agent):
                 )
             else:
                 active.append(device)
-        if not active:
-            return
-        data = [d.data for d in active]
-        schedule = make_schedule(
-            [d.n_samples for d in active],
-            epochs=self.fl.local_epochs,
-            batch_size=self.fl.batch_size,
-            rngs=[model.seeds.numpy(f"fl/batches/{state.index}/{d.agent_id}") for d in active],
-        )
-        trained = train_cohort(
-            self.net, self.global_params, data, schedule, lr=self.fl.lr, proximal_mu=self.strategy.proximal_mu
-        )
-        downloaded = {k: v.clone() for k, v in self.global_params.items()}
-        for device, params in zip(active, trained, strict=True):
+        for device in active:
             n_steps = steps_per_device(device.n_samples, self.fl.local_epochs, self.fl.batch_size)
             flops = self.train_flops_per_sample * min(
                 n_steps * self.fl.batch_size, device.n_samples * self.fl.local_epochs
@@ -186,57 +192,35 @@ class NetworkAgent(Agent):
                 bits=self.model_bits,
                 max_s=self.fl.deadline_s,
             )
-            device.local_params = params
-            device.deploy(state.index - 1, downloaded)
             state.timings[device.agent_id] = timing
-            arrival = state.start_s + timing.total_s
-            meta = {
-                "round": state.index,
-                "service": self.service,
-                "agent_id": device.agent_id,
-                "n_samples": device.n_samples,
-                "sim_arrival_s": repr(arrival),
-                "sim_time_s": state.start_s,
-            }
-            model.exchange.send(model.topics.update(self.service, state.index, device.agent_id), params, meta)
-
-    def _wait(self, done: Any, *, what: str, resend: Any) -> None:
-        """Pump the bus until ``done()``; ask again after ``resend_after_s``; abort after the timeout."""
-        model = self.model
-        started = time.monotonic()
-        last_resend = started
-        while not done():
-            model.bus.check()
-            model.pump(timeout_s=0.05)
-            now = time.monotonic()
-            if done():
-                break
-            if now - started > self.bus_cfg.barrier_timeout_s:
-                raise RunAbortedError(
-                    f"{what} incomplete after {self.bus_cfg.barrier_timeout_s:.0f} s of waiting"
-                )
-            if now - last_resend > self.bus_cfg.resend_after_s:
-                log.warning("%s incomplete after %.1f s: asking again", what, now - started)
-                model.bus.stats.reject("resend_requested")
-                resend()
-                last_resend = now
+            state.arrivals_s[device.agent_id] = state.start_s + timing.total_s
+        return active
 
     def on_model(self, received: ReceivedModel) -> None:
-        """Route a complete model message of this service (called from :meth:`TwinModel.pump`)."""
+        """Take a complete update of this service (called from :meth:`TwinModel.pump`).
+
+        Its weight is the device's registered sample count and its arrival time the twin's own model
+        of the device's round; an update from a device that was not asked this round is refused.
+        """
         state = self.round
+        if received.kind != "update":
+            self.model.bus.stats.reject("unexpected")
+            return
         if state is None or received.round_index != state.index:
             self.model.bus.stats.reject("late")
             return
-        if received.kind == "global":
-            state.global_received = True
-            return
         agent_id = received.agent_id
-        if agent_id is None or agent_id not in state.selected or agent_id in state.offline:
+        if agent_id is None or agent_id not in state.timings:
             self.model.bus.stats.reject("unexpected")
             return
-        payload = received.payload
-        state.arrivals_s[agent_id] = payload.meta_float("sim_arrival_s")
-        state.updates[agent_id] = ClientUpdate(agent_id, payload.meta_int("n_samples"), payload.tensors)
+        n_samples = self.model.device(agent_id).n_samples
+        state.updates[agent_id] = ClientUpdate(agent_id, n_samples, received.payload.tensors)
+
+    def on_resend_request(self, request: ResendRequest) -> None:
+        """A device host asks for (chunks of) a global model again."""
+        topic = self.model.topics.global_model(self.service, request.round_index)
+        if not self.model.exchange.resend(topic, request.chunks):
+            self.model.bus.stats.reject("unknown")
 
     def end_round(self) -> None:
         """Aggregate the on-time updates sorted by sender, evaluate, record the round's KPIs."""

@@ -129,6 +129,9 @@ class ModelExchange:
         if parsed is None:
             self._reject("unknown", message.topic, "not a model topic of this run")
             return None
+        if parsed.kind == "select":
+            self._reject("unknown", message.topic, "round plans are for device hosts")
+            return None
         try:
             if parsed.kind == "resend":
                 return _parse_resend(parsed, message.payload)

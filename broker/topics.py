@@ -7,14 +7,21 @@ All topics live under ``twin/v1/{run_id}/`` with no leading slash::
     twin/v1/{run_id}/kpi                                    run-level KPI records
     twin/v1/{run_id}/agents/{kind}/{agent_id}/telemetry
     twin/v1/{run_id}/agents/{kind}/{agent_id}/events
+    twin/v1/{run_id}/ml/{service}/{round}/select            retained round plan: who trains, how (JSON)
     twin/v1/{run_id}/ml/{service}/{round}/global            retained global model (safetensors)
     twin/v1/{run_id}/ml/{service}/{round}/update/{agent_id} local update (safetensors)
-    twin/v1/{run_id}/svc/{service}/request/{agent_id}       device → network request (JSON)
-    twin/v1/{run_id}/svc/{service}/response/{agent_id}      network → device answer (JSON)
+    twin/v1/{run_id}/svc/{service}/tick                     network → device hosts: sense now (JSON)
+    twin/v1/{run_id}/svc/{service}/request/{host_id}        a host's requests of one tick (JSON batch)
+    twin/v1/{run_id}/svc/{service}/response/{host_id}       network → host answers of one tick (JSON batch)
 
 A model payload larger than the chunk limit is sent as a JSON manifest on ``…/manifest`` below its
 topic and raw byte chunks on ``…/chunk/{index}``. Missing chunks are asked for again on
-``twin/v1/{run_id}/ml/{service}/{round}/resend/{agent_id}``.
+``twin/v1/{run_id}/ml/{service}/{round}/resend/{agent_id}`` (``agent_id`` is the one asked to send
+again: a device for its update, ``network`` for the global model).
+
+Device hosts subscribe to :meth:`Topics.device_filters` (round plans, global models, resend requests),
+the network agent to :meth:`Topics.network_filters` (updates and resend requests addressed to it), so a
+process that holds both never receives a message twice.
 """
 
 from __future__ import annotations
@@ -82,6 +89,10 @@ class Topics:
         """A device's local update for a federated round."""
         return f"{self.root}/ml/{service}/{round_index}/update/{agent_id}"
 
+    def select(self, service: str, round_index: int) -> str:
+        """Retained round plan of a federated round (who trains, local-training settings)."""
+        return f"{self.root}/ml/{service}/{round_index}/select"
+
     def resend(self, service: str, round_index: int, agent_id: str) -> str:
         """Request to a device to send missing chunks of its update again."""
         return f"{self.root}/ml/{service}/{round_index}/resend/{agent_id}"
@@ -90,17 +101,35 @@ class Topics:
         """Root of a request/response service's topics (e.g. two-stage inference)."""
         return f"{self.root}/svc/{service}"
 
-    def request(self, service: str, agent_id: str) -> str:
-        """A device's request to a network service (e.g. an escalated inference)."""
-        return f"{self.service_root(service)}/request/{agent_id}"
+    def tick(self, service: str) -> str:
+        """The network tells device hosts to sense (one message per tick of a request service)."""
+        return f"{self.service_root(service)}/tick"
 
-    def response(self, service: str, agent_id: str) -> str:
-        """The network's answer to a device's request."""
-        return f"{self.service_root(service)}/response/{agent_id}"
+    def request(self, service: str, host_id: str) -> str:
+        """A device host's requests of one tick to a network service (e.g. escalated inferences)."""
+        return f"{self.service_root(service)}/request/{host_id}"
+
+    def response(self, service: str, host_id: str) -> str:
+        """The network's answers to one host's requests of a tick."""
+        return f"{self.service_root(service)}/response/{host_id}"
 
     def ml_filter(self, service: str) -> str:
-        """Subscription filter for all model traffic of a service."""
+        """Subscription filter for all model traffic of a service (observers, recorders)."""
         return f"{self.root}/ml/{service}/#"
+
+    def network_filters(self, service: str) -> tuple[str, ...]:
+        """What the network agent of ``service`` subscribes to: updates, and resends asked of it."""
+        base = f"{self.root}/ml/{service}/+"
+        return (f"{base}/update/#", f"{base}/resend/network")
+
+    def device_filters(self, service: str) -> tuple[str, ...]:
+        """What a device host subscribes to for ``service``: round plans, global models, resends.
+
+        ``…/global/#`` matches the whole global model and its manifest and chunks (MQTT's ``#`` matches
+        the parent level too); a resend request addressed to ``network`` is filtered out by the host.
+        """
+        base = f"{self.root}/ml/{service}/+"
+        return (f"{base}/select", f"{base}/global/#", f"{base}/resend/+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +138,7 @@ class ModelTopic:
 
     service: str
     round_index: int
-    kind: str  # "global", "update" or "resend"
+    kind: str  # "select", "global", "update" or "resend"
     agent_id: str | None
     part: str  # "whole", "manifest" or "chunk"
     chunk_index: int | None
@@ -129,6 +158,8 @@ def parse_model_topic(topics: Topics, topic: str) -> ModelTopic | None:
         if not rest:
             return None
         agent_id, rest = rest[0], rest[1:]
+    elif kind == "select":
+        return ModelTopic(service, round_index, kind, None, "whole", None) if not rest else None
     elif kind != "global":
         return None
     if not rest:

@@ -42,10 +42,9 @@ def list_scenarios() -> None:
     """List the named scenarios."""
     from usecases import registry
 
-    table = Table("scenario", "paper §", "what it does", box=None)
-    for name in registry.names():
-        spec = registry.get(name)
-        table.add_row(name, spec.paper_section, spec.summary)
+    table = Table("scenario", "paper §", "kind", "what it does", box=None)
+    for entry in registry.entries():
+        table.add_row(entry.name, entry.paper_section, entry.kind, entry.summary)
     console.print(table)
 
 
@@ -67,6 +66,16 @@ def run(
         int | None,
         typer.Option("--metrics-port", help="Serve Prometheus metrics on this port during the run."),
     ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="Run id (default: generated); lets external devices join by name."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Place the devices on N device-host processes (Ray actors).")
+    ] = 0,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Use this Ray cluster for --workers (default: local).")
+    ] = None,
 ) -> None:
     """Run a scenario; show progress, then its KPI and QoAIS summary and its run directory."""
     from twin.runner import RunOptions, run_calculation, run_scenario
@@ -85,6 +94,9 @@ def run(
         until_s=until,
         rounds=rounds,
         metrics_port=metrics_port,
+        run_id=run_id,
+        workers=workers,
+        ray_address=ray_address,
     )
     if isinstance(registry.get(scenario), CalculationScenario):
         calc = run_calculation(options)
@@ -211,18 +223,16 @@ def broker_cmd(
     port: Annotated[int, typer.Option(help="TCP port.")] = 1883,
 ) -> None:
     """Serve the embedded MQTT broker alone (for external tools) until Ctrl-C."""
-    from broker.embedded import EmbeddedBroker
+    from broker.embedded_server import serve
 
-    with EmbeddedBroker(host, port) as embedded:
-        console.print(f"embedded MQTT broker listening on {embedded.url} (Ctrl-C to stop)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            console.print("stopping")
+    def ready() -> None:
+        console.print(f"embedded MQTT broker listening on mqtt://{host}:{port} (Ctrl-C to stop)")
+
+    serve(host, port, on_ready=ready)
+    console.print("stopping")
 
 
-from twin import cli_stream  # noqa: E402,F401  (registers watch, export)
+from twin import cli_device, cli_stream  # noqa: E402,F401  (registers device, watch, export)
 from twin import cli_viz as cli_viz  # noqa: E402,F401  (registers viz)
 
 

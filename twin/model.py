@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,8 +22,9 @@ from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
 from broker.topics import Topics
 from twin.coverage import CoverageMap, coverage_map
 from twin.energy import NETWORK, EnergyLedger
+from twin.errors import RunAbortedError
 from twin.kpi import ComputeProfile, compute_energy_j, transmission_energy_j
-from twin.links import CoverageGrid, LinkModel
+from twin.links import CoverageGrid, LinkModel, LinkSnapshot
 from twin.radio import RadioConfig
 from twin.rng import SeedStreams
 from twin.settings import AreaConfig, BusConfig, CarbonConfig, LinkConfig
@@ -50,6 +52,18 @@ class DeviceLike(Protocol):
 
     def telemetry(self) -> dict[str, Any]:
         """Flat telemetry fields."""
+
+
+class HostLike(Protocol):
+    """What the model needs of a device host in its process (see ``agents.host.DeviceHost``)."""
+
+    host_id: str
+
+    def handles(self, topic: str) -> bool:
+        """Whether a message on ``topic`` is addressed to this host."""
+
+    def on_message(self, message: Message) -> None:
+        """Handle one message addressed to this host (never raises on bad input)."""
 
 
 class TwinModel(Model):
@@ -103,10 +117,20 @@ class TwinModel(Model):
         self.links: LinkModel | None = None
         self.status = "running"
         self._subscribed: set[str] = set()
-        self._cell_share: dict[str, int] = {}
+        self._sorted_devices: list[DeviceLike] | None = None  # devices in id order; None: re-sort
+        self._space_rows: tuple[list[DeviceLike], int, np.ndarray | None] | None = None
+        self.link_arrays: LinkSnapshot | None = None  # the last radio snapshot, one row per device
+        self.link_index: dict[str, int] = {}  # agent id → row of ``link_arrays``
+        self._link_devices: list[DeviceLike] | None = None  # the device list ``link_index`` indexes
+        self._cell_share: list[int] = []  # ``link_arrays.cell_share`` as Python ints
         self._grid: CoverageGrid | None = None
         self._routes: dict[str, Callable[[Message], None]] = {}
         self.services: list[Any] = []
+        self.hosts: list[HostLike] = []
+        self.handling_s = 0.0  # wall seconds spent handling received messages (own hosts' work included)
+        self.hosting = "local"  # "local": devices in this process's host; "workers": in worker processes
+        self.local_device_host: Any = None  # the host holding the devices' side as built (see usecases)
+        self.health_checks: list[Callable[[], None]] = []  # raise RunAbortedError when a worker is gone
         self.last_coverage: CoverageMap | None = None
 
     # ---- world ----------------------------------------------------------------------------------
@@ -115,11 +139,40 @@ class TwinModel(Model):
         if device.agent_id in self._devices:
             raise ValueError(f"duplicate device id {device.agent_id!r}")
         self._devices[device.agent_id] = device
+        self._sorted_devices = None
 
     @property
     def devices(self) -> list[DeviceLike]:
-        """Devices in id order."""
-        return [self._devices[k] for k in sorted(self._devices)]
+        """Devices in id order (a new list; the order is sorted once per :meth:`add_device`)."""
+        return list(self._device_list())
+
+    def _device_list(self) -> list[DeviceLike]:
+        """The cached id-ordered device list itself (not to be mutated; replaced by :meth:`add_device`)."""
+        if self._sorted_devices is None:
+            self._sorted_devices = [self._devices[k] for k in sorted(self._devices)]
+        return self._sorted_devices
+
+    def _device_xy(self, devices: list[DeviceLike]) -> np.ndarray:
+        """Positions ``(N, 2)`` of ``devices`` (the cached list), a copy.
+
+        Devices that are agents of ``self.space`` keep their positions in its ``agent_positions`` array
+        (Mesa's ``ContinuousSpace``); their rows are gathered at once instead of reading ``position``
+        device by device. The rows are looked up again when the device list or the space's population
+        changes; anything else (a device outside the space) is read one by one.
+        """
+        space = self.space
+        n_in_space = len(getattr(space, "_agent_to_index", ()))
+        cached = self._space_rows
+        if cached is None or cached[0] is not devices or cached[1] != n_in_space:
+            index = getattr(space, "_agent_to_index", {})
+            rows = None
+            if all(getattr(d, "space", None) is space and d in index for d in devices):
+                rows = np.fromiter((index[d] for d in devices), dtype=np.intp, count=len(devices))
+            self._space_rows = cached = (devices, n_in_space, rows)
+        rows = cached[2]
+        if rows is not None:
+            return space.agent_positions[rows]
+        return np.array([d.position for d in devices], dtype=float).reshape(len(devices), -1)
 
     def device(self, agent_id: str) -> Any:
         """The device with ``agent_id`` (KeyError if unknown)."""
@@ -143,18 +196,32 @@ class TwinModel(Model):
 
     def update_links(self) -> None:
         """Recompute every device's serving cell, SINR, rates and reliability (vectorised)."""
-        devices = self.devices
+        devices = self._device_list()
         if self.links is None or not devices:
             return
-        ue_xyz = np.array([[*d.position, d.height_m] for d in devices], dtype=float)
+        heights = np.fromiter((d.height_m for d in devices), dtype=float, count=len(devices))
+        ue_xyz = np.column_stack((self._device_xy(devices), heights))
         snap = self.links.update(ue_xyz)
-        for i, d in enumerate(devices):
-            d.serving_cell = snap.serving_cell_ids[i]
-            d.downlink_bps = float(snap.downlink_bps[i])
-            d.uplink_bps = float(snap.uplink_bps[i])
-            d.sinr_db = float(snap.sinr_db[i])
-            d.reliability = float(snap.reliability[i])
-        self._cell_share = dict(zip((d.agent_id for d in devices), snap.cell_share.tolist(), strict=True))
+        if self._link_devices is not devices:
+            self.link_index = {d.agent_id: i for i, d in enumerate(devices)}
+            self._link_devices = devices
+        self.link_arrays = snap
+        self._cell_share = snap.cell_share.tolist()
+        # One pass of plain attribute stores (other code reads them per device); values via tolist().
+        for d, cell, down, up, sinr, rel in zip(
+            devices,
+            snap.serving_cell_ids.tolist(),
+            snap.downlink_bps.tolist(),
+            snap.uplink_bps.tolist(),
+            snap.sinr_db.tolist(),
+            snap.reliability.tolist(),
+            strict=True,
+        ):
+            d.serving_cell = cell
+            d.downlink_bps = down
+            d.uplink_bps = up
+            d.sinr_db = sinr
+            d.reliability = rel
         served = dict(zip(*np.unique(snap.serving_cell_ids, return_counts=True), strict=True))
         for bs in self.base_stations:
             bs.served = int(served.get(bs.agent_id, 0))
@@ -163,28 +230,38 @@ class TwinModel(Model):
     def step(self) -> None:
         """One simulated second: mobility, radio, telemetry, bus."""
         self.bus.check()
-        devices = self.devices
-        before = np.array([d.position.copy() for d in devices]) if devices else None
-        for d in devices:
-            d.move(1.0)
-        if before is not None and not np.array_equal(before, np.array([d.position for d in devices])):
-            self.update_links()
+        devices = self._device_list()
+        if devices:
+            before = self._device_xy(devices)
+            for d in devices:
+                d.move(1.0)
+            if not np.array_equal(before, self._device_xy(devices)):
+                self.update_links()
         if self.bus_cfg.telemetry_interval_s and self.time % self.bus_cfg.telemetry_interval_s < 1.0:
             self.publish_telemetry()
         self.pump(0.0)
 
     def publish_telemetry(self) -> None:
         """Telemetry of every agent, on its own topic."""
-        for agent in [*self.base_stations, *self.devices, *([self.network] if self.network else [])]:
-            self.telemetry.agent(agent.kind, agent.agent_id, self.steps, float(self.time), agent.telemetry())
+        publish, step, now = self.telemetry.agent, self.steps, float(self.time)
+        for agent in [*self.base_stations, *self._device_list(), *([self.network] if self.network else [])]:
+            publish(agent.kind, agent.agent_id, step, now, agent.telemetry())
 
     # ---- bus --------------------------------------------------------------------------------------
-    def subscribe_service(self, service: str) -> None:
-        """Receive this run's model traffic of ``service``."""
-        topic_filter = self.topics.ml_filter(service)
+    def subscribe(self, topic_filter: str) -> None:
+        """Subscribe the run's bus client to ``topic_filter`` once (endpoints of one process share it)."""
         if topic_filter not in self._subscribed:
             self.bus.subscribe(topic_filter)
             self._subscribed.add(topic_filter)
+
+    def subscribe_service(self, service: str) -> None:
+        """Receive what the network agent of ``service`` is sent: updates and resends asked of it."""
+        for topic_filter in self.topics.network_filters(service):
+            self.subscribe(topic_filter)
+
+    def add_host(self, host: HostLike) -> None:
+        """A device host living in this process: messages addressed to it are handed to it in :meth:`pump`."""
+        self.hosts.append(host)
 
     def route(self, topic_prefix: str, handler: Callable[[Message], None]) -> None:
         """Subscribe to ``{topic_prefix}/#`` and hand its messages to ``handler`` (in :meth:`pump`)."""
@@ -195,8 +272,14 @@ class TwinModel(Model):
             self._subscribed.add(topic_filter)
 
     def pump(self, timeout_s: float = 0.0) -> int:
-        """Drain received messages and route them; returns how many were handled."""
+        """Drain received messages and hand each to its endpoint; returns how many were handled.
+
+        Request services' handlers first (by topic prefix), then the device hosts of this process
+        (round plans, global models, resends of their updates, ticks), then the network agent (updates,
+        resends of the global model). Anything else is counted as ``unknown``.
+        """
         messages = self.bus.poll(timeout_s)
+        started = time.perf_counter()
         for message in messages:
             handler = next(
                 (h for prefix, h in self._routes.items() if message.topic.startswith(prefix)), None
@@ -204,17 +287,67 @@ class TwinModel(Model):
             if handler is not None:
                 handler(message)
                 continue
+            host = next((h for h in self.hosts if h.handles(message.topic)), None)
+            if host is not None:
+                host.on_message(message)
+                continue
             received = self.exchange.receive(message)
-            if isinstance(received, ReceivedModel):
-                if self.network is not None and received.service == self.network.service:
-                    self.network.on_model(received)
-                else:
-                    self.bus.stats.reject("unknown")
-            elif isinstance(received, ResendRequest):
-                topic = self.topics.update(received.service, received.round_index, received.agent_id)
-                if not (self.has_device(received.agent_id) and self.exchange.resend(topic, received.chunks)):
-                    self.bus.stats.reject("unknown")
+            network = self.network
+            if received is None:
+                continue
+            if network is None or received.service != network.service:
+                self.bus.stats.reject("unknown")
+            elif isinstance(received, ReceivedModel):
+                network.on_model(received)
+            elif isinstance(received, ResendRequest) and received.agent_id == network.agent_id:
+                network.on_resend_request(received)
+            else:
+                self.bus.stats.reject("unknown")
+        self.handling_s += time.perf_counter() - started
         return len(messages)
+
+    def wait_for(
+        self,
+        done: Callable[[], bool],
+        *,
+        what: str,
+        progress: Callable[[], int],
+        resend: Callable[[], None] | None = None,
+    ) -> None:
+        """Pump the bus until ``done()`` — a completeness barrier on the wall clock.
+
+        Only time spent *waiting* counts: work this process does for its own device hosts (training a
+        cohort, inferring) inside :meth:`pump` is not waiting. After ``bus.resend_after_s`` of waiting
+        with no ``progress()`` the missing messages are asked for again (``resend``); after
+        ``bus.barrier_timeout_s`` of waiting with no progress the run is aborted.
+
+        Raises:
+            RunAbortedError: nothing expected arrived for ``bus.barrier_timeout_s``.
+        """
+        cfg = self.bus_cfg
+        last_count = progress()
+        mark = time.monotonic() - self.handling_s  # waiting clock: wall minus own handling
+        last_progress = last_resend = mark
+        while not done():
+            self.bus.check()
+            for check in self.health_checks:
+                check()
+            self.pump(timeout_s=0.05)
+            if done():
+                return
+            now = time.monotonic() - self.handling_s
+            count = progress()
+            if count != last_count:
+                last_count, last_progress, last_resend = count, now, now
+            if now - last_progress > cfg.barrier_timeout_s:
+                raise RunAbortedError(
+                    f"{what} incomplete after {cfg.barrier_timeout_s:.0f} s of waiting with no progress"
+                )
+            if resend is not None and now - last_resend > cfg.resend_after_s:
+                log.warning("%s incomplete after %.1f s of waiting: asking again", what, now - last_progress)
+                self.bus.stats.reject("resend_requested")
+                resend()
+                last_resend = now
 
     # ---- energy and records ----------------------------------------------------------------------
     def book_round_energy(
@@ -284,7 +417,8 @@ class TwinModel(Model):
 
     def cell_share(self, agent_id: str) -> int:
         """Number of devices sharing the serving cell of ``agent_id`` (1 if unknown)."""
-        return self._cell_share.get(agent_id, 1)
+        row = self.link_index.get(agent_id)
+        return 1 if row is None else self._cell_share[row]
 
     def record_kpi(self, row: dict[str, Any]) -> None:
         """Keep a KPI row, stream it, and tell listeners (progress bar, viz).

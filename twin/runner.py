@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from broker.connect import BusHandle, open_bus
-from broker.topics import Topics
+from broker.topics import Topics, check_segment
 from broker.url import parse_broker_url
 from twin.config import apply_overrides, flatten, to_toml
 from twin.errors import ConfigError, RunAbortedError, TwinError
@@ -28,6 +28,9 @@ from twin.service_reports import federated_training_report
 from twin.telemetry import status_payload
 from usecases import registry
 from usecases.registry import AgentScenario, BuildContext, CalculationResult, CalculationScenario
+
+if TYPE_CHECKING:
+    from twin.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class RunOptions:
     rounds: int | None = None
     run_id: str | None = None
     metrics_port: int | None = None
+    workers: int = 0
+    ray_address: str | None = None
 
 
 @dataclass(slots=True)
@@ -98,15 +103,30 @@ class RunSession:
             raise ConfigError(f"--seed must be >= 0, got {options.seed}")
         if options.until_s is not None and options.until_s <= 0:
             raise ConfigError(f"--until must be > 0 seconds, got {options.until_s}")
+        if not 0 <= options.workers <= 1024:
+            raise ConfigError(f"--workers must be between 0 and 1024, got {options.workers}")
+        if options.workers and options.broker == "local":
+            raise ConfigError(
+                "--workers needs an MQTT broker that worker processes reach, not --broker local"
+            )
+        if options.ray_address and options.broker == "embedded":
+            raise ConfigError(
+                "--ray-address: the cluster cannot reach the embedded broker; give --broker URL"
+            )
         self.options = options
         self.spec = spec
         self.config = config
         self.run_id = options.run_id or new_run_id(spec.name, options.seed)
+        try:
+            check_segment(self.run_id, "--run-id")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         self.run_dir = options.out_dir / self.run_id
         self.status = "created"
         self.error: str | None = None
         self.model: TwinModel | None = None
         self.metrics: MetricsExporter | None = None
+        self.workers: WorkerPool | None = None
         self._handle: BusHandle | None = None
 
     def open(self) -> TwinModel:
@@ -122,15 +142,21 @@ class RunSession:
                 self.metrics = MetricsExporter()
                 self.metrics.serve(self.options.metrics_port)
             rounds_limit = int(flatten(self.config)[self.spec.rounds_key])
+            hosting = "workers" if self.options.workers else "local"
             model = self.spec.build(
-                self.config, BuildContext(self.run_id, self.options.seed, self._handle.bus, rounds_limit)
+                self.config,
+                BuildContext(self.run_id, self.options.seed, self._handle.bus, rounds_limit, hosting),
             )
             if self.metrics is not None:
                 model.telemetry.sinks.append(self.metrics.observe)
             model.telemetry.meta(
                 {
                     "seed": self.options.seed,
-                    "config": {k: v for k, v in flatten(self.config).items() if v is not None},
+                    "config": {
+                        k: ",".join(map(str, v)) if isinstance(v, tuple) else v  # as --set writes it
+                        for k, v in flatten(self.config).items()
+                        if v is not None
+                    },
                     "devices": len(model.devices),
                     "base_stations": len(model.base_stations),
                     "broker": self._handle.bus.url,
@@ -138,7 +164,17 @@ class RunSession:
                 }
             )
             model.telemetry.status("running")
+            if self.options.workers:
+                from twin.workers import start_workers
+
+                self.workers = start_workers(
+                    model,
+                    self.options.workers,
+                    broker_url=self._worker_broker_url(),
+                    ray_address=self.options.ray_address,
+                )
         except BaseException:
+            self._stop_workers()
             self._handle.close()
             self._handle = None
             self._stop_metrics()
@@ -190,11 +226,26 @@ class RunSession:
                 except TwinError:
                     log.debug("could not publish the final status", exc_info=True)
         finally:
+            self._stop_workers()
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
             self._stop_metrics()
         return result
+
+    def _worker_broker_url(self) -> str:
+        """The broker URL worker processes connect to (with credentials, unlike what is displayed)."""
+        assert self._handle is not None
+        if self._handle.embedded is not None:
+            return self._handle.embedded.url
+        return self.options.broker
+
+    def _stop_workers(self) -> None:
+        if self.workers is not None:
+            if self.model is not None and self.workers.check in self.model.health_checks:
+                self.model.health_checks.remove(self.workers.check)
+            self.workers.close()
+            self.workers = None
 
     def _stop_metrics(self) -> None:
         if self.metrics is not None:

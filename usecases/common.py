@@ -5,19 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from agents.base_station import BaseStation
+from agents.host import DeviceHost
 from agents.inference import SensorStream, TwoStageInference
 from agents.network import NetworkAgent
+from twin.errors import ConfigError
 from twin.learning.aggregation import make_strategy
 from twin.learning.models import MLP, inference_flops_per_sample, init_params, training_flops_per_sample
+from twin.learning.round_plan import ModelSpec
 from twin.learning.task import TaskData
 from twin.model import TwinModel
 from usecases.layout import grid_base_stations
 from usecases.registry import BuildContext
 
+LOCAL_HOST_ID = "host-0"
+
 
 def new_model(scenario: str, config: Any, ctx: BuildContext) -> TwinModel:
     """A :class:`TwinModel` from the config sections every agent scenario has."""
-    return TwinModel(
+    model = TwinModel(
         scenario=scenario,
         run_id=ctx.run_id,
         seed=ctx.seed,
@@ -31,6 +36,8 @@ def new_model(scenario: str, config: Any, ctx: BuildContext) -> TwinModel:
         wire_dtype=config.fl.wire_dtype,
         rounds_limit=ctx.rounds_limit,
     )
+    model.hosting = ctx.hosting
+    return model
 
 
 def add_base_stations(model: TwinModel, config: Any) -> None:
@@ -48,23 +55,76 @@ def add_base_stations(model: TwinModel, config: Any) -> None:
         )
 
 
+def external_devices(model: TwinModel, config: Any) -> tuple[str, ...]:
+    """Device ids reserved for clients outside the run (``--set devices.external=id,…``), checked."""
+    external = tuple(getattr(config.devices, "external", ()))
+    unknown = [a for a in external if not model.has_device(a)]
+    if unknown:
+        raise ConfigError(f"--set devices.external: no device {unknown[0]!r} in this world")
+    return external
+
+
+def local_host(model: TwinModel, config: Any) -> DeviceHost:
+    """The device host that holds every non-external device's side, created once.
+
+    It lives in the run's process and receives its messages there — unless the run places devices on
+    worker processes (``--workers``), in which case it only gathers the devices' data and models for
+    the workers (it subscribes to nothing) and :mod:`twin.workers` splits it among them.
+    """
+    existing = model.local_device_host
+    if isinstance(existing, DeviceHost):
+        return existing
+    detached = model.hosting != "local"
+    host = DeviceHost(
+        host_id=LOCAL_HOST_ID,
+        bus=model.bus,
+        topics=model.topics,
+        seed=model.seed,
+        chunk_bytes=config.bus.chunk_bytes,
+        max_payload_bytes=config.bus.max_payload_bytes,
+        wire_dtype=config.fl.wire_dtype,
+        subscribe=_ignore if detached else model.subscribe,
+    )
+    if not detached:
+        model.add_host(host)
+    model.local_device_host = host
+    return host
+
+
+def _ignore(topic_filter: str) -> None:
+    """Subscription of a host whose devices will live elsewhere: nothing to receive here."""
+
+
 def add_federated_training(model: TwinModel, config: Any, *, service: str, task: TaskData) -> NetworkAgent:
-    """The network agent running federated training of an MLP on ``task`` (starts at t = 1 s)."""
+    """The network agent running federated training of an MLP on ``task`` (starts at t = 1 s).
+
+    The devices' side runs in the run's own device host (every device but the external ones), which
+    reads the plan and global model of each round from the wire, trains and uploads.
+    """
     net = MLP(task.in_features, config.fl.hidden, task.n_classes)
+    initial = init_params(net, model.seeds.torch("model/init"))
     network = NetworkAgent(
         model,
         service=service,
         net=net,
-        initial=init_params(net, model.seeds.torch("model/init")),
+        initial=initial,
         task=task,
         strategy=make_strategy(config.fl.strategy, config.fl.proximal_mu),
         fl=config.fl,
         bus_cfg=config.bus,
         train_flops_per_sample=training_flops_per_sample(net, task.in_features),
         targets=config.qoais,
+        model_spec=ModelSpec("mlp", task.in_features, config.fl.hidden, task.n_classes),
     )
     model.network = network
     model.subscribe_service(service)
+    external = set(external_devices(model, config))
+    local_host(model, config).join_federated(
+        service,
+        net=MLP(task.in_features, config.fl.hidden, task.n_classes),
+        template=initial,
+        data={a: d for a, d in task.local.items() if a not in external and model.has_device(a)},
+    )
     network.start(at_s=1.0)
     return network
 
@@ -74,15 +134,26 @@ def add_two_stage_inference(
 ) -> TwoStageInference:
     """Preliminary inference on the devices with escalation to the network (first tick mid-interval)."""
     task = network.task
+    external = set(external_devices(model, config))
+    host = local_host(model, config)
+    windows = {a: s.x for a, s in streams.items() if a not in external}
+    host.join_inference(
+        service,
+        model_service=network.service,
+        windows=windows,
+        confidence_threshold=config.inference.confidence_threshold,
+        escalate_anomalies=config.inference.escalate_anomalies,
+    )
     alerts = TwoStageInference(
         model,
         service=service,
         network=network,
-        streams=streams,
+        streams={a: s for a, s in streams.items() if a in windows},
         config=config.inference,
         flops_per_inference=inference_flops_per_sample(network.net, task.in_features),
         window_bits=task.raw_sample_bits,
         targets=config.inference_qoais,
+        members={host.host_id: set(windows)} if service in host.inference else {},
     )
     alerts.start(at_s=config.inference.interval_s / 2)
     return alerts

@@ -48,6 +48,7 @@ class HomeHealthPopulation:
     neighbourhood_radius_m: float = 200.0
     test_households: int = 40
     test_samples_per_household: int = 50
+    external: tuple[str, ...] = ()  # device ids served by clients outside the run (``twin device``)
 
     def __post_init__(self) -> None:
         check_positive(

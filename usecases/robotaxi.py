@@ -34,6 +34,7 @@ class Fleet:
     samples_max: int = 240
     dirichlet_alpha: float = 0.5
     test_samples: int = 2000
+    external: tuple[str, ...] = ()  # device ids served by clients outside the run (``twin device``)
 
     def __post_init__(self) -> None:
         check_positive(

@@ -61,20 +61,45 @@ def test_energy_ledger_splits_services(tmp_path: Path) -> None:
 
 
 def test_forged_requests_are_counted_not_served(tmp_path: Path) -> None:
-    """A request from a device that did not escalate, or a malformed one, is rejected and counted."""
+    """A batch from an unknown host or outside a tick, or a malformed one, is rejected and counted."""
     session = RunSession(
         RunOptions("home-health", seed=2, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=1)
     )
     model = session.open()
-    topic = model.topics.request("health-alerts", "hh-0003")
-    model.bus.publish(topic, b"{not json")
+    batch = {"schema": "twin.inference.request.v1", "tick": 0, "results": []}
+    model.bus.publish(model.topics.request("health-alerts", "host-0"), b"{not json")
     model.bus.publish(
-        topic,
-        encode_json(
-            {"schema": "twin.inference.request.v1", "agent_id": "hh-0003", "tick": 0, "window": [0.0] * 64}
-        ),
+        model.topics.request("health-alerts", "host-9"), encode_json({**batch, "host": "host-9"})
+    )
+    model.bus.publish(
+        model.topics.request("health-alerts", "host-0"), encode_json({**batch, "host": "host-0"})
     )
     model.pump()
     session.close()
     assert model.bus.stats.rejected["malformed"] == 1
-    assert model.bus.stats.rejected["unexpected"] == 1
+    assert model.bus.stats.rejected["unexpected"] == 2
+
+
+def test_a_batch_that_misses_a_device_or_lies_about_one_is_refused(tmp_path: Path) -> None:
+    """During a tick, a host's batch must hold exactly its devices with well-formed fields."""
+    session = RunSession(
+        RunOptions("home-health", seed=2, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=1)
+    )
+    model = session.open()
+    alerts = model.services[0]
+    alerts._waiting = True
+    host = model.hosts[0]
+    good = host.sense_and_infer("health-alerts", 0)
+    topic = model.topics.request("health-alerts", "host-0")
+    doc = {"schema": "twin.inference.request.v1", "host": "host-0", "tick": 0}
+    bad_class = [{**good[0], "prelim_class": 99}, *good[1:]]
+    strings = [{**good[0], "escalate": True, "window": ["x"] * 64}, *good[1:]]
+    for results in (good[1:], bad_class, strings, [*good, good[0]]):
+        model.bus.publish(topic, encode_json({**doc, "results": results}))
+    model.pump()
+    assert model.bus.stats.rejected["malformed"] == 4 and not alerts._batches
+    model.bus.publish(topic, encode_json({**doc, "results": good}))
+    model.pump()
+    assert set(alerts._batches) == {"host-0"}
+    alerts._waiting = False
+    session.close()

@@ -45,7 +45,7 @@ def test_hostile_messages_are_counted_and_do_not_change_results(
             infos = [
                 attacker.publish(f"{root}/ml/fall-detection/2/update/hh-0001", b"not safetensors", qos=1),
                 attacker.publish(f"{root}/ml/fall-detection/2/update/hh-0002", b"\0" * 300_000, qos=1),
-                attacker.publish(f"{root}/ml/fall-detection/2/sideways/hh-0003", b"?", qos=1),
+                attacker.publish(f"{root}/ml/fall-detection/2/update/hh-0003/sideways", b"?", qos=1),
             ]
             for info in infos:
                 info.wait_for_publish(5)

@@ -167,3 +167,27 @@ def evaluate(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor)
 def predict_proba(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """Class probabilities of ``params`` on ``x``."""
     return torch.softmax(functional_call(model, params, (x,)), dim=1)
+
+
+INFERENCE_BLOCK = 32
+
+
+@torch.no_grad()
+def batch_invariant_logits(
+    model: nn.Module, params: Params, x: torch.Tensor, block: int = INFERENCE_BLOCK
+) -> torch.Tensor:
+    """Logits of ``x`` computed in zero-padded blocks of ``block`` rows.
+
+    A matrix product's rounding depends on how many rows it has (BLAS picks other kernels for small
+    batches), so a sample's result would depend on which other samples share its batch. Fixed-size
+    blocks make each row's result independent of the batch it came in — the same whether one process
+    holds every device or workers hold a share each.
+    """
+    n = x.shape[0]
+    pad = (-n) % block
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
+    out = torch.cat(
+        [functional_call(model, params, (x[i : i + block],)) for i in range(0, x.shape[0], block)]
+    )
+    return out[:n]

@@ -1,7 +1,7 @@
-"""JSON Schemas of the telemetry contract, one per message type, shipped as package data.
+"""JSON Schemas of the telemetry contract and the device protocol, one per message type, package data.
 
 The files are named after the ``schema`` value every message carries (``twin.kpi.v1.json`` …);
-see ``docs/telemetry.md`` for the contract they belong to.
+see ``docs/telemetry.md`` and ``docs/device-protocol.md`` for the contracts they belong to.
 """
 
 from __future__ import annotations
@@ -20,6 +20,15 @@ SCHEMA_IDS: dict[str, str] = {
 }
 """Message type → the ``schema`` value its payloads carry (and its file name without ``.json``)."""
 
+PROTOCOL_SCHEMA_IDS: dict[str, str] = {
+    "round_plan": "twin.fl.round.v1",
+    "inference_tick": "twin.inference.tick.v1",
+    "inference_request": "twin.inference.request.v1",
+    "inference_response": "twin.inference.response.v1",
+    "chunks": "twin.chunks.v1",
+}
+"""The device protocol's JSON messages (``docs/device-protocol.md``): message type → ``schema``."""
+
 
 @cache
 def _load(schema_id: str) -> dict[str, Any]:
@@ -37,6 +46,18 @@ def load_schema(message_type: str) -> dict[str, Any]:
     Raises:
         KeyError: for an unknown message type.
     """
-    if message_type not in SCHEMA_IDS:
-        raise KeyError(f"unknown telemetry message type {message_type!r}; known: {sorted(SCHEMA_IDS)}")
-    return _load(SCHEMA_IDS[message_type])
+    known = {**SCHEMA_IDS, **PROTOCOL_SCHEMA_IDS}
+    if message_type not in known:
+        raise KeyError(f"unknown telemetry message type {message_type!r}; known: {sorted(known)}")
+    return _load(known[message_type])
+
+
+def schema_by_id(schema_id: str) -> dict[str, Any]:
+    """The JSON Schema whose ``schema`` constant is ``schema_id`` (``twin.kpi.v1`` …).
+
+    Raises:
+        KeyError: no shipped schema has that id.
+    """
+    if schema_id not in {*SCHEMA_IDS.values(), *PROTOCOL_SCHEMA_IDS.values()}:
+        raise KeyError(f"no shipped schema {schema_id!r}")
+    return _load(schema_id)

@@ -1,0 +1,334 @@
+"""Device hosts: the device side of every service, as an MQTT endpoint of its own.
+
+A :class:`DeviceHost` holds a set of devices' own data, sensor windows and the models they received.
+It shares nothing with the network agent: it reads each round's plan and global model **from the
+wire** (so the wire precision, a late or a corrupted global model have their real effect), trains its
+selected devices as one vectorised cohort, and publishes one update per device; for a request service
+it senses, runs the preliminary inference with the model each device actually holds, and sends all its
+devices' results of a tick in one message.
+
+A host needs a bus, the run's topics and seed, and nothing of the Mesa model, so the same class runs in
+the run's process (the default), in a worker process, or beside a real device (``twin device``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from broker.bus import Bus, Message
+from broker.codec import WireDtype
+from broker.json_codec import decode_json, encode_json
+from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
+from broker.topics import Topics, parse_model_topic
+from twin.errors import PayloadError
+from twin.learning.cohort import LocalData, Params, batch_invariant_logits, make_schedule, train_cohort
+from twin.learning.round_plan import PLAN_SCHEMA, RoundPlan, parse_round_plan
+from twin.rng import SeedStreams
+
+log = logging.getLogger(__name__)
+
+TICK_SCHEMA = "twin.inference.tick.v1"
+BATCH_REQUEST_SCHEMA = "twin.inference.request.v1"
+BATCH_RESPONSE_SCHEMA = "twin.inference.response.v1"
+MAX_JSON_BYTES = 64 << 20
+
+__all__ = [
+    "BATCH_REQUEST_SCHEMA",
+    "BATCH_RESPONSE_SCHEMA",
+    "PLAN_SCHEMA",
+    "TICK_SCHEMA",
+    "DeviceHost",
+]
+
+
+@dataclass(slots=True)
+class _Deployed:
+    """The model a device holds for on-device inference: the global model it last downloaded."""
+
+    version: int
+    params: Params
+
+
+@dataclass(slots=True)
+class _FederatedRole:
+    """This host's part in one federated service."""
+
+    net: nn.Module
+    data: dict[str, LocalData]
+    initial: Params
+    plans: dict[int, RoundPlan] = field(default_factory=dict)
+    globals: dict[int, Params] = field(default_factory=dict)
+    trained: set[int] = field(default_factory=set)
+    uploaded: set[int] = field(default_factory=set)
+    deployed: dict[str, _Deployed] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _InferenceRole:
+    """This host's part in one two-stage inference service."""
+
+    net: nn.Module
+    model_service: str
+    windows: dict[str, torch.Tensor]  # agent_id -> (n_windows, features)
+    confidence_threshold: float
+    escalate_anomalies: bool
+    normal_class: int
+    answered: int = 0
+
+
+class DeviceHost:
+    """The devices of one process (or worker, or real device), as one MQTT endpoint."""
+
+    def __init__(
+        self,
+        *,
+        host_id: str,
+        bus: Bus,
+        topics: Topics,
+        seed: int,
+        chunk_bytes: int,
+        max_payload_bytes: int,
+        wire_dtype: WireDtype = "fp32",
+        subscribe: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host_id = host_id
+        self.bus = bus
+        self.topics = topics
+        self.seeds = SeedStreams(seed)
+        self.exchange = ModelExchange(
+            bus, topics, chunk_bytes=chunk_bytes, max_payload_bytes=max_payload_bytes, wire_dtype=wire_dtype
+        )
+        self._subscribe = subscribe or bus.subscribe
+        self.federated: dict[str, _FederatedRole] = {}
+        self.inference: dict[str, _InferenceRole] = {}
+        self.updates_sent = 0
+
+    # ---- joining services ----------------------------------------------------------------------
+    def join_federated(
+        self, service: str, *, net: nn.Module, template: Params, data: Mapping[str, LocalData]
+    ) -> None:
+        """Take part in federated ``service`` with these devices' local data.
+
+        ``template`` is the architecture's tensors (names and shapes; a received model must match it)
+        and the model a device holds before it first downloads a global model.
+        """
+        if not data:
+            return
+        self.exchange.register_template(service, template)
+        self.federated[service] = _FederatedRole(
+            net, dict(sorted(data.items())), {k: v.detach().clone() for k, v in template.items()}
+        )
+        for topic_filter in self.topics.device_filters(service):
+            self._subscribe(topic_filter)
+
+    def join_inference(
+        self,
+        service: str,
+        *,
+        model_service: str,
+        windows: Mapping[str, torch.Tensor],
+        confidence_threshold: float,
+        escalate_anomalies: bool,
+        normal_class: int = 0,
+    ) -> None:
+        """Sense and infer for request ``service`` with the models received for ``model_service``."""
+        role = self.federated.get(model_service)
+        if role is None or not windows:
+            return
+        self.inference[service] = _InferenceRole(
+            role.net,
+            model_service,
+            dict(sorted(windows.items())),
+            confidence_threshold,
+            escalate_anomalies,
+            normal_class,
+        )
+        self._subscribe(self.topics.tick(service))
+        self._subscribe(self.topics.response(service, self.host_id))
+
+    @property
+    def device_ids(self) -> list[str]:
+        """Every device this host holds, sorted."""
+        ids: set[str] = set()
+        for role in self.federated.values():
+            ids.update(role.data)
+        return sorted(ids)
+
+    def deployed(self, service: str, agent_id: str) -> tuple[int, Params]:
+        """(version, params) of the model ``agent_id`` holds for ``service`` (version 0: initial)."""
+        role = self.federated[service]
+        held = role.deployed.get(agent_id)
+        return (held.version, held.params) if held else (0, role.initial)
+
+    # ---- receiving -------------------------------------------------------------------------------
+    def handles(self, topic: str) -> bool:
+        """Whether ``topic`` is addressed to this host (round plans, global models, its resends, ticks)."""
+        parsed = parse_model_topic(self.topics, topic)
+        if parsed is not None:
+            if parsed.service not in self.federated:
+                return False
+            if parsed.kind in ("select", "global"):
+                return True
+            return parsed.kind == "resend" and parsed.agent_id in self.federated[parsed.service].data
+        for service in self.inference:
+            if topic in (self.topics.tick(service), self.topics.response(service, self.host_id)):
+                return True
+        return False
+
+    def on_message(self, message: Message) -> None:
+        """Handle one message addressed to this host; bad input is counted, never raised."""
+        parsed = parse_model_topic(self.topics, message.topic)
+        try:
+            if parsed is not None and parsed.kind == "select":
+                self._on_plan(parsed.service, parsed.round_index, message.payload)
+                return
+            if parsed is not None:
+                received = self.exchange.receive(message)
+                if isinstance(received, ReceivedModel) and received.kind == "global":
+                    self._on_global(received)
+                elif isinstance(received, ResendRequest):
+                    self._on_resend(received)
+                elif received is not None:
+                    self.bus.stats.reject("unexpected")
+                return
+            for service in self.inference:
+                if message.topic == self.topics.tick(service):
+                    self._on_tick(service, message.payload)
+                    return
+                if message.topic == self.topics.response(service, self.host_id):
+                    self._on_response(service, message.payload)
+                    return
+            self.bus.stats.reject("unknown")
+        except PayloadError as exc:
+            self.bus.stats.reject(exc.kind)
+            log.warning("device host %s rejected %s on %s: %s", self.host_id, exc.kind, message.topic, exc)
+
+    def _on_plan(self, service: str, round_index: int, payload: bytes) -> None:
+        role = self.federated[service]
+        plan = parse_round_plan(payload, run_id=self.topics.run_id, service=service, round_index=round_index)
+        if round_index in role.plans or round_index in role.trained:
+            raise PayloadError("duplicate", f"round plan {round_index} of {service} already received")
+        role.plans[round_index] = plan
+        self._maybe_train(service, round_index)
+
+    def _on_global(self, received: ReceivedModel) -> None:
+        role = self.federated[received.service]
+        if received.round_index in role.trained:
+            raise PayloadError("duplicate", "global model of a round already trained")
+        role.globals[received.round_index] = received.payload.tensors
+        self._maybe_train(received.service, received.round_index)
+
+    def _on_resend(self, request: ResendRequest) -> None:
+        topic = self.topics.update(request.service, request.round_index, request.agent_id)
+        if not self.exchange.resend(topic, request.chunks):
+            self.bus.stats.reject("unknown")
+
+    # ---- federated training ---------------------------------------------------------------------
+    def _maybe_train(self, service: str, round_index: int) -> None:
+        """Once both the plan and the global model of a round are here: train the selected, upload."""
+        role = self.federated[service]
+        plan, global_params = role.plans.get(round_index), role.globals.get(round_index)
+        if plan is None or global_params is None:
+            return
+        role.trained.add(round_index)
+        for old in [r for r in role.plans if r <= round_index]:
+            del role.plans[old]
+        for old in [r for r in role.globals if r <= round_index]:
+            del role.globals[old]
+        self.exchange.forget_sent(round_index)
+        mine = [a for a in plan.selected if a in role.data]
+        if not mine:
+            return
+        data = [role.data[a] for a in mine]
+        schedule = make_schedule(
+            [int(d.y.shape[0]) for d in data],
+            epochs=plan.local_epochs,
+            batch_size=plan.batch_size,
+            rngs=[self.seeds.numpy(f"fl/batches/{round_index}/{a}") for a in mine],
+        )
+        trained = train_cohort(
+            role.net, global_params, data, schedule, lr=plan.lr, proximal_mu=plan.proximal_mu
+        )
+        role.uploaded.add(round_index)
+        held = _Deployed(round_index - 1, global_params)
+        for agent_id, params in zip(mine, trained, strict=True):
+            role.deployed[agent_id] = held
+            meta = {
+                "round": round_index,
+                "service": service,
+                "agent_id": agent_id,
+                "host": self.host_id,
+            }
+            self.exchange.send(self.topics.update(service, round_index, agent_id), params, meta)
+            self.updates_sent += 1
+
+    # ---- two-stage inference ---------------------------------------------------------------------
+    def _on_tick(self, service: str, payload: bytes) -> None:
+        doc = decode_json(payload, max_bytes=4096)
+        tick = doc.get("tick")
+        if doc.get("schema") != TICK_SCHEMA or doc.get("run_id") != self.topics.run_id:
+            raise PayloadError("malformed", "inference tick has a wrong schema or run")
+        if not isinstance(tick, int) or isinstance(tick, bool) or tick < 0:
+            raise PayloadError("malformed", "inference tick index is not a non-negative integer")
+        role = self.inference[service]
+        results = self.sense_and_infer(service, tick)
+        body = {
+            "schema": BATCH_REQUEST_SCHEMA,
+            "run_id": self.topics.run_id,
+            "host": self.host_id,
+            "tick": tick,
+            "results": results,
+        }
+        self.bus.publish(self.topics.request(service, self.host_id), encode_json(body), qos=1)
+        del role  # the role is only looked up to fail early on an unknown service
+
+    def sense_and_infer(self, service: str, tick: int) -> list[dict[str, Any]]:
+        """Every device senses its window of ``tick`` and infers with the model it holds (batched).
+
+        A device escalates (sends its window) when it is unsure (confidence below the threshold) or, if
+        configured, when it sees an anomaly.
+        """
+        role = self.inference[service]
+        groups: dict[int, list[str]] = defaultdict(list)
+        versions: dict[int, Params] = {}
+        for agent_id in role.windows:
+            version, params = self.deployed(role.model_service, agent_id)
+            groups[version].append(agent_id)
+            versions[version] = params
+        out: dict[str, dict[str, Any]] = {}
+        for version, members in groups.items():
+            x = torch.stack([_window(role.windows[a], tick) for a in members])
+            probs = torch.softmax(batch_invariant_logits(role.net, versions[version], x), dim=1)
+            confidence, prelim = probs.max(dim=1)
+            for i, agent_id in enumerate(members):
+                c, p = float(confidence[i]), int(prelim[i])
+                anomaly = p != role.normal_class and role.escalate_anomalies
+                result: dict[str, Any] = {
+                    "agent_id": agent_id,
+                    "model_version": version,
+                    "prelim_class": p,
+                    "confidence": c,
+                    "escalate": c < role.confidence_threshold or anomaly,
+                }
+                if result["escalate"]:
+                    result["window"] = [float(v) for v in x[i]]
+                out[agent_id] = result
+        return [out[a] for a in sorted(out)]
+
+    def _on_response(self, service: str, payload: bytes) -> None:
+        doc = decode_json(payload, max_bytes=MAX_JSON_BYTES)
+        answers = doc.get("answers")
+        if doc.get("schema") != BATCH_RESPONSE_SCHEMA or not isinstance(answers, list):
+            raise PayloadError("malformed", "inference response has a wrong schema")
+        self.inference[service].answered += len(answers)
+
+
+def _window(windows: torch.Tensor, tick: int) -> torch.Tensor:
+    return windows[tick % windows.shape[0]]

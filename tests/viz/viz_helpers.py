@@ -31,20 +31,41 @@ def agent_scenarios() -> list[str]:
     return [n for n in registry.names() if isinstance(registry.get(n), AgentScenario)]
 
 
+def _broker_processes() -> set[int]:
+    """Pids of this process's live embedded-broker children (the broker runs in its own process)."""
+    import psutil
+
+    pids: set[int] = set()
+    for child in psutil.Process().children(recursive=False):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "broker.embedded_server" in " ".join(
+                child.cmdline()
+            ):
+                pids.add(child.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
 class RunThreads:
-    """The threads runs own (the embedded broker's and paho's network loops) started since a baseline."""
+    """What runs own, started since a baseline: paho's network threads and embedded-broker processes.
+
+    A broker process is listed as ``twin-embedded-broker``.
+    """
 
     def __init__(self) -> None:
         self.baseline = set(threading.enumerate())
+        self.baseline_brokers = _broker_processes()
 
     def __call__(self) -> list[str]:
-        """Names of the run threads started since the baseline, sorted."""
-        return sorted(
+        """Names of the run threads (and ``twin-embedded-broker`` per broker process) since the baseline."""
+        threads = [
             t.name
             for t in threading.enumerate()
-            if t not in self.baseline
-            and (t.name == "twin-embedded-broker" or t.name.startswith("paho-mqtt-client"))
-        )
+            if t not in self.baseline and t.name.startswith("paho-mqtt-client")
+        ]
+        brokers = ["twin-embedded-broker"] * len(_broker_processes() - self.baseline_brokers)
+        return sorted(threads + brokers)
 
     def wait_until_gone(self, timeout_s: float = 10.0) -> list[str]:
         """Wait until none is left (threads end shortly after their close); return those still there."""

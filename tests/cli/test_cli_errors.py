@@ -138,3 +138,29 @@ def test_run_writes_outputs(tmp_path: Path) -> None:
     }
     assert "QoAIS" in proc.stdout and "fall-detection" in (run_dir / "qoais.md").read_text()
     assert "count = 12" in (run_dir / "config.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("run", "home-health", "--workers", "2", "--broker", "local"), "--workers"),
+        (("run", "home-health", "--ray-address", "ray://head:10001", "--workers", "2"), "--ray-address"),
+        (("run", "home-health", "--run-id", "bad/id"), "--run-id"),
+        (("run", "home-health", "--set", "devices.external=nobody", "--broker", "local"), "devices.external"),
+    ],
+)
+def test_bad_placement_options_are_one_line(args: tuple[str, ...], needle: str) -> None:
+    """--workers with the in-process bus, a cluster without a reachable broker, a run id that breaks the
+    topic tree, an external device the world does not have: one line naming the option, exit 2."""
+    proc = twin(*args)
+    assert proc.returncode == 2 and needle in _one_line_error(proc)
+
+
+def test_device_client_refuses_a_bad_data_file(tmp_path: Path) -> None:
+    """`twin device` with a data file that is not safetensors: one line, exit 2, before connecting."""
+    bad = tmp_path / "data.safetensors"
+    bad.write_bytes(b"not a tensor file")
+    proc = twin(
+        "device", "--broker", "mqtt://127.0.0.1:1", "--run", "r1", "--device", "hh-0001", "--data", str(bad)
+    )
+    assert proc.returncode == 2 and "--data" in _one_line_error(proc)

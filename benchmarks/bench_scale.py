@@ -34,7 +34,7 @@ def scaled_overrides(devices: int, per_cell: int) -> dict[str, str]:
     }
 
 
-def one(devices: int, rounds: int, bus: str, per_cell: int) -> dict[str, object]:
+def one(devices: int, rounds: int, bus: str, per_cell: int, workers: int = 0) -> dict[str, object]:
     """Run one size in this process and return its figures."""
     from twin.runner import RunOptions, run_scenario
 
@@ -48,6 +48,7 @@ def one(devices: int, rounds: int, bus: str, per_cell: int) -> dict[str, object]
                 broker=bus,
                 out_dir=Path(out),
                 rounds=rounds,
+                workers=workers,
             )
         )
         wall = time.perf_counter() - started
@@ -55,6 +56,7 @@ def one(devices: int, rounds: int, bus: str, per_cell: int) -> dict[str, object]
     return {
         "devices": devices,
         "bus": bus,
+        "workers": workers,
         "status": result.status,
         "rounds": len(kpis),
         "wall_s": round(wall, 2),
@@ -73,25 +75,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--bus", default="embedded", help="embedded | local | mqtt://host:port")
     parser.add_argument("--per-cell", type=int, default=50, help="devices per base station")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0], help="device-host workers (Ray)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.devices[0], args.rounds, args.bus, args.per_cell)))
+        print(json.dumps(one(args.devices[0], args.rounds, args.bus, args.per_cell, args.workers[0])))
         return
     for n in args.devices:
-        cmd = [sys.executable, __file__, "--one", "--devices", str(n), "--rounds", str(args.rounds)]
-        cmd += ["--bus", args.bus, "--per-cell", str(args.per_cell)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(f"{n} devices: failed\n{out.stderr[-2000:]}")
-            continue
-        figures = json.loads(out.stdout.strip().splitlines()[-1])
-        print(
-            f"{n:>6} devices × {figures['rounds']} rounds on {args.bus}: {figures['wall_s']:7.1f} s wall, "
-            f"{figures['s_per_round']:.2f} s/round, peak RSS {figures['peak_rss_mb']:.0f} MB, "
-            f"{figures['messages']} messages, accuracy {figures['accuracy']}, status {figures['status']}"
-        )
-        print(json.dumps(figures))
+        for workers in args.workers:
+            cmd = [sys.executable, __file__, "--one", "--devices", str(n), "--rounds", str(args.rounds)]
+            cmd += ["--bus", args.bus, "--per-cell", str(args.per_cell), "--workers", str(workers)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                print(f"{n} devices, {workers} workers: failed\n{out.stderr[-2000:]}")
+                continue
+            f = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"{n:>6} devices × {f['rounds']} rounds on {args.bus}, {workers} workers: "
+                f"{f['wall_s']:7.1f} s wall, "
+                f"{f['s_per_round']:.2f} s/round, peak RSS {f['peak_rss_mb']:.0f} MB (run process), "
+                f"{f['messages']} messages, accuracy {f['accuracy']}, status {f['status']}"
+            )
+            print(json.dumps(f))
 
 
 if __name__ == "__main__":

@@ -95,8 +95,12 @@ class Device(ContinuousSpaceAgent):
             compute_s=train_flops / self.compute.flops_per_s,
             upload_s=_transfer_s(upload_bits, self.uplink_bps),
         )
-        self._round_start_s, self._timing, self._fixed_state = start_s, timing, None
+        self.set_round(start_s, timing)
         return timing
+
+    def set_round(self, start_s: float, timing: RoundTiming) -> None:
+        """Take part in a round starting at ``start_s`` with this modelled timeline (for its state)."""
+        self._round_start_s, self._timing, self._fixed_state = start_s, timing, None
 
     def escalate(self, now_s: float, latency_s: float) -> None:
         """Mark an escalation to the network, shown for at least one simulated second (one step)."""

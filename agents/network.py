@@ -24,7 +24,7 @@ from broker.model_exchange import ReceivedModel, ResendRequest
 from twin.energy import NETWORK
 from twin.kpi import co2_kg, compute_energy_j
 from twin.learning.aggregation import ClientUpdate, Params, Strategy
-from twin.learning.cohort import evaluate, steps_per_device
+from twin.learning.cohort import evaluate
 from twin.learning.round_plan import ModelSpec, RoundPlan
 from twin.learning.task import TaskData
 from twin.settings import BusConfig, FederatedConfig, QoAISTargets
@@ -176,22 +176,34 @@ class NetworkAgent(Agent):
                 )
             else:
                 active.append(device)
-        for device in active:
-            n_steps = steps_per_device(device.n_samples, self.fl.local_epochs, self.fl.batch_size)
-            flops = self.train_flops_per_sample * min(
-                n_steps * self.fl.batch_size, device.n_samples * self.fl.local_epochs
+        if not active:
+            return active
+        fl = self.fl
+        n = np.array([d.n_samples for d in active], dtype=np.int64)
+        steps = fl.local_epochs * -(-n // fl.batch_size)
+        flops = self.train_flops_per_sample * np.minimum(steps * fl.batch_size, n * fl.local_epochs)
+        down_bps = np.array([d.downlink_bps for d in active], dtype=float)
+        up_bps = np.array([d.uplink_bps for d in active], dtype=float)
+        compute_s = flops / np.array([d.compute.flops_per_s for d in active], dtype=float)
+        with np.errstate(divide="ignore"):
+            download_s = np.where(
+                down_bps > 0, self.model_bits / np.where(down_bps > 0, down_bps, 1.0), np.inf
             )
-            timing = device.plan_round(
-                state.start_s, download_bits=self.model_bits, train_flops=flops, upload_bits=self.model_bits
-            )
-            model.book_round_energy(
-                self.service,
-                device,
-                flops=flops,
-                timing=timing,
-                bits=self.model_bits,
-                max_s=self.fl.deadline_s,
-            )
+            upload_s = np.where(up_bps > 0, self.model_bits / np.where(up_bps > 0, up_bps, 1.0), np.inf)
+        model.book_round_energy(
+            self.service,
+            active,
+            flops=flops,
+            download_s=download_s,
+            upload_s=upload_s,
+            bits=self.model_bits,
+            max_s=fl.deadline_s,
+        )
+        for device, dl, comp, ul in zip(
+            active, download_s.tolist(), compute_s.tolist(), upload_s.tolist(), strict=True
+        ):
+            timing = RoundTiming(dl, comp, ul)
+            device.set_round(state.start_s, timing)
             state.timings[device.agent_id] = timing
             state.arrivals_s[device.agent_id] = state.start_s + timing.total_s
         return active

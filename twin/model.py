@@ -351,9 +351,17 @@ class TwinModel(Model):
 
     # ---- energy and records ----------------------------------------------------------------------
     def book_round_energy(
-        self, service: str, device: DeviceLike, *, flops: float, timing: Any, bits: float, max_s: float
+        self,
+        service: str,
+        devices: list[DeviceLike],
+        *,
+        flops: np.ndarray,
+        download_s: np.ndarray,
+        upload_s: np.ndarray,
+        bits: float,
+        max_s: float,
     ) -> None:
-        """Energy of one device's federated round (SPEC §7): local compute and both transfers, at both ends.
+        """Energy of the devices' federated round (SPEC §7), as arrays: compute and both transfers, both ends.
 
         Device: compute FLOPs ÷ (FLOP/s ÷ W) and its radio power while sending and receiving. Network:
         the model download's bits ÷ EE_comm, with EE_comm = cell rate ÷ base-station power (Table 3-10) —
@@ -361,24 +369,26 @@ class TwinModel(Model):
         upload is charged at the device's radio power. A device whose transfer cannot finish (no coverage,
         past the deadline) keeps its radio on for at most ``max_s`` seconds before the network gives up.
         """
+        if not devices:
+            return
         link = self.link_cfg
         ledger = self.energy
-        compute_j = float(compute_energy_j(flops, device.compute.efficiency_flops_per_j))
-        ledger.add(device.agent_id, "compute", compute_j, service=service)
-        ledger.add(
-            device.agent_id, "uplink", link.ue_radio_power_w * min(timing.upload_s, max_s), service=service
+        ids = [d.agent_id for d in devices]
+        efficiency = np.array([d.compute.efficiency_flops_per_j for d in devices], dtype=float)
+        ledger.add_many(ids, "compute", compute_energy_j(flops, efficiency), service=service)
+        ledger.add_many(ids, "uplink", link.ue_radio_power_w * np.minimum(upload_s, max_s), service=service)
+        ledger.add_many(
+            ids, "downlink", link.ue_radio_power_w * np.minimum(download_s, max_s), service=service
         )
-        ledger.add(
-            device.agent_id,
-            "downlink",
-            link.ue_radio_power_w * min(timing.download_s, max_s),
-            service=service,
-        )
-        # The cell carries this device's bits at its share of capacity × the devices sharing it.
-        share = self.cell_share(device.agent_id)
-        if device.downlink_bps > 0:
-            joules = float(transmission_energy_j(bits, device.downlink_bps * share / link.bs_power_w))
-            ledger.add(NETWORK, "downlink", joules, service=service)
+        # The cell carries each device's bits at its share of capacity × the devices sharing it.
+        down_bps = np.array([d.downlink_bps for d in devices], dtype=float)
+        served = down_bps > 0
+        if served.any():
+            share = np.array(
+                [self.cell_share(a) for a, ok in zip(ids, served, strict=True) if ok], dtype=float
+            )
+            joules = transmission_energy_j(bits, down_bps[served] * share / link.bs_power_w)
+            ledger.add_many([NETWORK] * int(served.sum()), "downlink", joules, service=service)
 
     def coverage_grid(self) -> CoverageGrid:
         """The radio over the area's grid at the devices' median height (cached: cells do not move)."""

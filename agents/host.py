@@ -27,6 +27,7 @@ from broker.codec import WireDtype
 from broker.json_codec import decode_json, encode_json
 from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
 from broker.topics import Topics, parse_model_topic
+from twin.auth import NETWORK, Credentials, json_digest, sign_document
 from twin.errors import PayloadError
 from twin.learning.cohort import LocalData, Params, batch_invariant_logits, make_schedule, train_cohort
 from twin.learning.round_plan import PLAN_SCHEMA, RoundPlan, parse_round_plan
@@ -95,6 +96,7 @@ class DeviceHost:
         seed: int,
         chunk_bytes: int,
         max_payload_bytes: int,
+        credentials: Credentials,
         wire_dtype: WireDtype = "fp32",
         subscribe: Callable[[str], None] | None = None,
     ) -> None:
@@ -102,8 +104,17 @@ class DeviceHost:
         self.bus = bus
         self.topics = topics
         self.seeds = SeedStreams(seed)
+        self.credentials = credentials
         self.exchange = ModelExchange(
-            bus, topics, chunk_bytes=chunk_bytes, max_payload_bytes=max_payload_bytes, wire_dtype=wire_dtype
+            bus,
+            topics,
+            chunk_bytes=chunk_bytes,
+            max_payload_bytes=max_payload_bytes,
+            wire_dtype=wire_dtype,
+            signer=credentials.sign,
+            verifier=lambda sender, topic, digest, tag: (
+                sender == NETWORK and credentials.verify_network(topic, digest, tag)
+            ),
         )
         self._subscribe = subscribe or bus.subscribe
         self.federated: dict[str, _FederatedRole] = {}
@@ -212,7 +223,14 @@ class DeviceHost:
 
     def _on_plan(self, service: str, round_index: int, payload: bytes) -> None:
         role = self.federated[service]
-        plan = parse_round_plan(payload, run_id=self.topics.run_id, service=service, round_index=round_index)
+        topic = self.topics.select(service, round_index)
+        plan = parse_round_plan(
+            payload,
+            run_id=self.topics.run_id,
+            service=service,
+            round_index=round_index,
+            verify=lambda digest, tag: self.credentials.verify_network(topic, digest, tag),
+        )
         if round_index in role.plans or round_index in role.trained:
             raise PayloadError("duplicate", f"round plan {round_index} of {service} already received")
         role.plans[round_index] = plan
@@ -270,8 +288,15 @@ class DeviceHost:
             self.updates_sent += 1
 
     # ---- two-stage inference ---------------------------------------------------------------------
+    def _network_document(self, topic: str, payload: bytes, max_bytes: int) -> dict[str, Any]:
+        """A JSON message from the network, its signature checked before anything else."""
+        doc = decode_json(payload, max_bytes=max_bytes)
+        if not self.credentials.verify_network(topic, json_digest(doc), doc.get("auth")):
+            raise PayloadError("forged", f"message on {topic} not signed by the run's network")
+        return doc
+
     def _on_tick(self, service: str, payload: bytes) -> None:
-        doc = decode_json(payload, max_bytes=4096)
+        doc = self._network_document(self.topics.tick(service), payload, 4096)
         tick = doc.get("tick")
         if doc.get("schema") != TICK_SCHEMA or doc.get("run_id") != self.topics.run_id:
             raise PayloadError("malformed", "inference tick has a wrong schema or run")
@@ -286,7 +311,9 @@ class DeviceHost:
             "tick": tick,
             "results": results,
         }
-        self.bus.publish(self.topics.request(service, self.host_id), encode_json(body), qos=1)
+        topic = self.topics.request(service, self.host_id)
+        signed = sign_document(body, topic, lambda t, d: self.credentials.sign(self.host_id, t, d))
+        self.bus.publish(topic, encode_json(signed), qos=1)
         del role  # the role is only looked up to fail early on an unknown service
 
     def sense_and_infer(self, service: str, tick: int) -> list[dict[str, Any]]:
@@ -323,7 +350,7 @@ class DeviceHost:
         return [out[a] for a in sorted(out)]
 
     def _on_response(self, service: str, payload: bytes) -> None:
-        doc = decode_json(payload, max_bytes=MAX_JSON_BYTES)
+        doc = self._network_document(self.topics.response(service, self.host_id), payload, MAX_JSON_BYTES)
         answers = doc.get("answers")
         if doc.get("schema") != BATCH_RESPONSE_SCHEMA or not isinstance(answers, list):
             raise PayloadError("malformed", "inference response has a wrong schema")

@@ -25,6 +25,7 @@ from agents.host import BATCH_RESPONSE_SCHEMA as RESPONSE_SCHEMA
 from agents.host import TICK_SCHEMA
 from broker.bus import Message
 from broker.json_codec import decode_json, encode_json
+from twin.auth import json_digest, sign_document
 from twin.config import check_positive, check_range
 from twin.energy import NETWORK
 from twin.errors import PayloadError
@@ -136,7 +137,10 @@ class TwoStageInference:
             "tick": self.tick_index,
             "sim_time_s": float(model.time),
         }
-        model.bus.publish(model.topics.tick(self.service), encode_json(tick_doc), qos=1)
+        tick_topic = model.topics.tick(self.service)
+        model.bus.publish(
+            tick_topic, encode_json(sign_document(tick_doc, tick_topic, model.keys.sign)), qos=1
+        )
         self._wait_for_hosts()
         self._waiting = False
         results = sorted(
@@ -157,20 +161,16 @@ class TwoStageInference:
                 {"agent_id": device.agent_id, "final_class": final}
             )
         for host_id, host_answers in sorted(answers.items()):
-            model.bus.publish(
-                model.topics.response(self.service, host_id),
-                encode_json(
-                    {
-                        "schema": RESPONSE_SCHEMA,
-                        "run_id": model.run_id,
-                        "host": host_id,
-                        "tick": self.tick_index,
-                        "sim_time_s": float(model.time),
-                        "answers": host_answers,
-                    }
-                ),
-                qos=1,
-            )
+            topic = model.topics.response(self.service, host_id)
+            answer = {
+                "schema": RESPONSE_SCHEMA,
+                "run_id": model.run_id,
+                "host": host_id,
+                "tick": self.tick_index,
+                "sim_time_s": float(model.time),
+                "answers": host_answers,
+            }
+            model.bus.publish(topic, encode_json(sign_document(answer, topic, model.keys.sign)), qos=1)
         self.tick_index += 1
         model.schedule_event(self.tick, at=model.time + self.config.interval_s)
 
@@ -191,6 +191,9 @@ class TwoStageInference:
             stats.reject(exc.kind)
             return
         host_id = message.topic.rsplit("/", 1)[-1]
+        if not self.model.keys.verify(host_id, message.topic, json_digest(doc), doc.get("auth")):
+            stats.reject("forged")
+            return
         if doc.get("schema") != REQUEST_SCHEMA or doc.get("host") != host_id:
             stats.reject("malformed")
             return

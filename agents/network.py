@@ -20,7 +20,9 @@ from torch import nn
 from torch.func import functional_call
 
 from agents.device import Device, DeviceState, RoundTiming
+from broker.json_codec import encode_json
 from broker.model_exchange import ReceivedModel, ResendRequest
+from twin.auth import sign_document
 from twin.energy import NETWORK
 from twin.kpi import co2_kg, compute_energy_j
 from twin.learning.aggregation import ClientUpdate, Params, Strategy
@@ -132,7 +134,8 @@ class NetworkAgent(Agent):
         )
         plan_topic = model.topics.select(self.service, index)
         global_topic = model.topics.global_model(self.service, index)
-        model.bus.publish(plan_topic, plan.to_bytes(), qos=1, retain=True)
+        plan_bytes = encode_json(sign_document(plan.to_document(), plan_topic, model.keys.sign))
+        model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
         meta = {"round": index, "service": self.service, "sender": self.agent_id, "sim_time_s": model.time}
         model.exchange.send(global_topic, self.global_params, meta, retain=True)
         expected = [d.agent_id for d in active]
@@ -142,7 +145,7 @@ class NetworkAgent(Agent):
             for agent_id in missing:
                 model.exchange.request_resend(self.service, index, agent_id)
             if len(missing) == len(expected):  # nobody has trained: the plan or the model may be lost
-                model.bus.publish(plan_topic, plan.to_bytes(), qos=1, retain=True)
+                model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
                 model.exchange.resend(global_topic, None)
 
         model.wait_for(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,10 +34,11 @@ _SCALE_SUFFIX = "::scale"
 
 @dataclass(frozen=True, slots=True)
 class ModelPayload:
-    """A decoded model message: fp32 tensors plus its string metadata."""
+    """A decoded model message: fp32 tensors, its string metadata, and its content digest."""
 
     tensors: dict[str, torch.Tensor]
     metadata: dict[str, str]
+    digest: bytes = b""  # SHA-256 of the wire tensors and the metadata without ``auth`` (content_digest)
 
     def meta_int(self, key: str) -> int:
         """Metadata value as int, or :class:`PayloadError` naming the key."""
@@ -54,8 +55,28 @@ class ModelPayload:
             raise PayloadError("malformed", f"model payload metadata {key!r} missing or not a float") from exc
 
 
+def content_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """SHA-256 of a model message's content, what its ``auth`` tag covers.
+
+    For each tensor as it travels (wire dtype, including ``::scale`` tensors), in name order: its name,
+    dtype, shape and raw little-endian bytes, each followed by a zero byte; then the metadata without
+    ``auth`` as key-sorted compact JSON.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}\0{str(t.dtype).removeprefix('torch.')}\0{list(t.shape)}\0".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(encode_json({k: v for k, v in metadata.items() if k != "auth"}))
+    return h.digest()
+
+
 def encode_model(
-    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any], wire_dtype: WireDtype = "fp32"
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, Any],
+    wire_dtype: WireDtype = "fp32",
+    *,
+    sign: Callable[[bytes], str] | None = None,
 ) -> bytes:
     """Encode tensors and metadata to safetensors bytes.
 
@@ -63,6 +84,7 @@ def encode_model(
         tensors: parameter name → tensor (any float dtype, any device).
         metadata: envelope values; converted to strings.
         wire_dtype: precision on the wire.
+        sign: when given, called with the :func:`content_digest`; its answer goes in metadata ``auth``.
 
     Returns:
         The safetensors file as bytes.
@@ -83,7 +105,9 @@ def encode_model(
         else:
             raise ValueError(f"wire_dtype must be fp32, fp16 or int8, got {wire_dtype!r}")
     meta = {"schema": MODEL_SCHEMA, "wire_dtype": wire_dtype}
-    meta.update({str(k): str(v) for k, v in metadata.items()})
+    meta.update({str(k): str(v) for k, v in metadata.items() if k != "auth"})
+    if sign is not None:
+        meta["auth"] = sign(content_digest(out, meta))
     return bytes(st_save(out, metadata=meta))
 
 
@@ -130,7 +154,7 @@ def decode_model(
         got = {k: tuple(v.shape) for k, v in tensors.items()}
         if expected != got:
             raise PayloadError("malformed", "model payload tensors do not match the service's architecture")
-    return ModelPayload(tensors, metadata)
+    return ModelPayload(tensors, metadata, content_digest(raw, metadata))
 
 
 def _read_metadata(payload: bytes) -> dict[str, str]:

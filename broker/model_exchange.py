@@ -8,7 +8,7 @@ cannot crash or corrupt a run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,12 @@ from broker.topics import ModelTopic, Topics, parse_model_topic
 from twin.errors import PayloadError
 
 log = logging.getLogger(__name__)
+
+NETWORK = "network"
+Signer = Callable[[str, str, bytes], str]
+"""(sender, topic, content digest) → tag."""
+Verifier = Callable[[str, str, bytes, object], bool]
+"""(sender, topic, content digest, tag) → whether the tag is the sender's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +60,12 @@ class ModelExchange:
         chunk_bytes: int,
         max_payload_bytes: int,
         wire_dtype: WireDtype = "fp32",
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.bus = bus
+        self.signer = signer
+        self.verifier = verifier
         self.topics = topics
         self.chunk_bytes = chunk_bytes
         self.max_payload_bytes = max_payload_bytes
@@ -82,8 +92,16 @@ class ModelExchange:
         *,
         retain: bool = False,
     ) -> int:
-        """Publish a model on ``topic`` (chunked above the limit); returns the payload size in bytes."""
-        payload = encode_model(tensors, metadata, self.wire_dtype)
+        """Publish a model on ``topic`` (chunked above the limit); returns the payload size in bytes.
+
+        With a signer, the payload's metadata carries ``auth``: the sender's tag over the topic and the
+        content digest (the sender is the topic's device, or ``network`` for a global model).
+        """
+        sign = None
+        if self.signer is not None:
+            signer, sender = self.signer, _sender(self.topics, topic)
+            sign = lambda digest: signer(sender, topic, digest)  # noqa: E731
+        payload = encode_model(tensors, metadata, self.wire_dtype, sign=sign)
         if len(payload) <= self.chunk_bytes:
             self.bus.publish(topic, payload, qos=1, retain=retain)
             self._sent[topic] = (payload, [])
@@ -165,6 +183,10 @@ class ModelExchange:
             parsed.agent_id is not None and model.metadata.get("agent_id") != parsed.agent_id
         ):
             raise PayloadError("malformed", "model metadata does not match its topic (round or sender)")
+        sender = parsed.agent_id if parsed.kind == "update" and parsed.agent_id is not None else NETWORK
+        tag = model.metadata.get("auth")
+        if self.verifier is not None and not self.verifier(sender, key, model.digest, tag):
+            raise PayloadError("forged", f"model message not authenticated as {sender}")
         self._delivered.add(ident)
         return ReceivedModel(parsed.kind, parsed.service, parsed.round_index, parsed.agent_id, model)
 
@@ -187,3 +209,10 @@ def _parse_resend(parsed: ModelTopic, body: bytes) -> ResendRequest:
 def _round_of(topics: Topics, topic: str) -> int:
     parsed = parse_model_topic(topics, topic)
     return parsed.round_index if parsed is not None else -1
+
+
+def _sender(topics: Topics, topic: str) -> str:
+    parsed = parse_model_topic(topics, topic)
+    if parsed is not None and parsed.kind == "update" and parsed.agent_id is not None:
+        return parsed.agent_id
+    return NETWORK

@@ -22,6 +22,10 @@ def device(
     run: Annotated[str, typer.Option("--run", help="Run id to join (`twin run --run-id …` sets it).")],
     device_id: Annotated[str, typer.Option("--device", help="Device id reserved by devices.external.")],
     data: Annotated[Path, typer.Option("--data", help="safetensors file with tensors x and y.")],
+    credentials: Annotated[
+        Path,
+        typer.Option("--credentials", help="The run's credentials/<device>.json for this device (secret)."),
+    ],
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the minibatch order (the run's: same result).")
     ] = 0,
@@ -34,6 +38,7 @@ def device(
     from broker.mqtt_bus import MqttBus
     from broker.topics import check_segment
     from broker.url import parse_broker_url
+    from twin.auth import Credentials
     from twin.device_client import DeviceClient, load_device_data
     from twin.errors import ConfigError
 
@@ -43,9 +48,10 @@ def device(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     local = load_device_data(data)
+    keys = Credentials.load(credentials)
     bus = MqttBus(parse_broker_url(broker), client_id=f"twin-device-{device_id}")
     try:
-        client = DeviceClient(bus, run_id=run, device_id=device_id, data=local, seed=seed)
+        client = DeviceClient(bus, run_id=run, device_id=device_id, data=local, credentials=keys, seed=seed)
         err_console.print(f"device {device_id} waiting for run {run} on {bus.url}", highlight=False)
         report = client.run(rounds=rounds, timeout_s=timeout)
     finally:

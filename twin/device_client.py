@@ -12,6 +12,8 @@ from the reserved device's link and compute profile, and its aggregation weight 
 data size, so a run stays reproducible whatever hardware the client runs on.
 
 Data file: a safetensors file with ``x`` (samples × features, float) and ``y`` (samples, integer class).
+Credentials file: written by the run as ``runs/<run_id>/credentials/<device>.json`` (the device's key and
+the network's public key); without it the run refuses the client's updates as forged.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from agents.host import DeviceHost
 from broker.bus import Bus, Message
 from broker.json_codec import decode_json
 from broker.topics import Topics, check_segment, parse_model_topic
+from twin.auth import Credentials
 from twin.errors import ConfigError, PayloadError, TwinError
 from twin.learning.cohort import LocalData
 from twin.learning.models import MLP, init_params
@@ -81,11 +84,14 @@ class DeviceClient:
         run_id: str,
         device_id: str,
         data: LocalData,
+        credentials: Credentials,
         seed: int = 0,
         chunk_bytes: int = 256 * 1024,
         max_payload_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         check_segment(device_id, "device id")
+        if credentials.run_id != run_id or device_id not in credentials.keys:
+            raise ConfigError(f"the credentials are not those of device {device_id} in run {run_id}")
         self.bus = bus
         self.topics = Topics(run_id)
         self.device_id = device_id
@@ -97,6 +103,7 @@ class DeviceClient:
             seed=seed,
             chunk_bytes=chunk_bytes,
             max_payload_bytes=max_payload_bytes,
+            credentials=credentials,
             subscribe=self._subscribe_once,
         )
         self.status: str | None = None

@@ -20,6 +20,7 @@ from broker.bus import Bus, Message
 from broker.codec import WireDtype
 from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
 from broker.topics import Topics
+from twin.auth import RunKeys
 from twin.coverage import CoverageMap, coverage_map
 from twin.energy import NETWORK, EnergyLedger
 from twin.errors import RunAbortedError
@@ -100,12 +101,16 @@ class TwinModel(Model):
         self.space = ContinuousSpace([[0.0, area.width_m], [0.0, area.height_m]], random=self.random)
         self.bus = bus
         self.topics = Topics(run_id)
+        self.keys = RunKeys(run_id)  # per-agent HMAC keys and the network's signing key (random per run)
+        keys = self.keys
         self.exchange = ModelExchange(
             bus,
             self.topics,
             chunk_bytes=bus_cfg.chunk_bytes,
             max_payload_bytes=bus_cfg.max_payload_bytes,
             wire_dtype=wire_dtype,
+            signer=lambda _sender, topic, digest: keys.sign(topic, digest),
+            verifier=keys.verify,
         )
         self.telemetry = TelemetryPublisher(bus, self.topics, scenario)
         self.energy = EnergyLedger()

@@ -164,6 +164,7 @@ class RunSession:
                 }
             )
             model.telemetry.status("running")
+            self._write_credentials(model)
             if self.options.workers:
                 from twin.workers import start_workers
 
@@ -232,6 +233,12 @@ class RunSession:
                 self._handle = None
             self._stop_metrics()
         return result
+
+    def _write_credentials(self, model: TwinModel) -> None:
+        """Credentials of each external device (``devices.external``) in ``run_dir/credentials/``."""
+        external = flatten(self.config).get("devices.external") or ()
+        for agent_id in external:
+            model.keys.credentials([agent_id]).save(self.run_dir / "credentials" / f"{agent_id}.json")
 
     def _worker_broker_url(self) -> str:
         """The broker URL worker processes connect to (with credentials, unlike what is displayed)."""

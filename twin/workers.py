@@ -26,6 +26,7 @@ from twin.errors import ConfigError, RunAbortedError
 
 if TYPE_CHECKING:
     from agents.host import DeviceHost
+    from twin.auth import Credentials, RunKeys
     from twin.learning.cohort import LocalData, Params
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class HostSpec:
     chunk_bytes: int
     max_payload_bytes: int
     wire_dtype: str
+    credentials: Credentials | None = None
     federated: list[FederatedPart] = field(default_factory=list)
     inference: list[InferencePart] = field(default_factory=list)
 
@@ -75,8 +77,11 @@ class HostSpec:
         return sorted({a for part in self.federated for a in part.data})
 
 
-def partition(host: DeviceHost, workers: int, *, broker_url: str) -> list[HostSpec]:
-    """Split ``host``'s devices among ``workers`` hosts: device ``i`` (in id order) → worker ``i mod N``."""
+def partition(host: DeviceHost, workers: int, *, broker_url: str, keys: RunKeys) -> list[HostSpec]:
+    """Split ``host``'s devices among ``workers`` hosts: device ``i`` (in id order) → worker ``i mod N``.
+
+    Each worker gets the keys of its own devices and its own host key, nothing more.
+    """
     ids = host.device_ids
     owner = {a: i % workers for i, a in enumerate(ids)}
     specs = [
@@ -110,6 +115,8 @@ def partition(host: DeviceHost, workers: int, *, broker_url: str) -> list[HostSp
                     inf.normal_class,
                 )
             )
+    for spec in specs:
+        spec.credentials = keys.credentials([spec.host_id, *spec.device_ids])
     return specs
 
 
@@ -123,6 +130,8 @@ class HostWorker:
         from broker.url import parse_broker_url
 
         torch.set_num_threads(1)  # one core per worker: N workers must not oversubscribe the machine
+        if spec.credentials is None:
+            raise ConfigError(f"device host {spec.host_id} has no credentials")
         self.spec = spec
         self.topics = Topics(spec.run_id)
         self.bus = MqttBus(parse_broker_url(spec.broker_url), client_id=f"twin-{spec.run_id}-{spec.host_id}")
@@ -133,6 +142,7 @@ class HostWorker:
             seed=spec.seed,
             chunk_bytes=spec.chunk_bytes,
             max_payload_bytes=spec.max_payload_bytes,
+            credentials=spec.credentials,
             wire_dtype=spec.wire_dtype,  # type: ignore[arg-type]
         )
         for part in spec.federated:
@@ -246,7 +256,7 @@ def start_workers(model: Any, workers: int, *, broker_url: str, ray_address: str
     host = model.local_device_host
     if host is None or not host.device_ids:
         raise ConfigError("--workers: this scenario has no devices to place on workers")
-    specs = partition(host, workers, broker_url=broker_url)
+    specs = partition(host, workers, broker_url=broker_url, keys=model.keys)
     for service in model.services:
         set_members = getattr(service, "set_members", None)
         if set_members is not None:

@@ -82,6 +82,7 @@ def local_host(model: TwinModel, config: Any) -> DeviceHost:
         seed=model.seed,
         chunk_bytes=config.bus.chunk_bytes,
         max_payload_bytes=config.bus.max_payload_bytes,
+        credentials=model.keys.credentials(),
         wire_dtype=config.fl.wire_dtype,
         subscribe=_ignore if detached else model.subscribe,
     )

@@ -156,11 +156,17 @@ def test_bad_placement_options_are_one_line(args: tuple[str, ...], needle: str) 
     assert proc.returncode == 2 and needle in _one_line_error(proc)
 
 
-def test_device_client_refuses_a_bad_data_file(tmp_path: Path) -> None:
-    """`twin device` with a data file that is not safetensors: one line, exit 2, before connecting."""
+def test_device_client_refuses_a_bad_data_file_or_credentials(tmp_path: Path) -> None:
+    """`twin device` with a data file that is not safetensors, or no credentials: one line, exit 2."""
     bad = tmp_path / "data.safetensors"
     bad.write_bytes(b"not a tensor file")
-    proc = twin(
-        "device", "--broker", "mqtt://127.0.0.1:1", "--run", "r1", "--device", "hh-0001", "--data", str(bad)
-    )
+    common = ["device", "--broker", "mqtt://127.0.0.1:1", "--run", "r1", "--device", "hh-0001"]
+    proc = twin(*common, "--data", str(bad), "--credentials", str(tmp_path / "none.json"))
     assert proc.returncode == 2 and "--data" in _one_line_error(proc)
+    good = tmp_path / "good.safetensors"
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(4, 64), "y": torch.zeros(4, dtype=torch.int64)}, str(good))
+    proc = twin(*common, "--data", str(good), "--credentials", str(tmp_path / "none.json"))
+    assert proc.returncode == 2 and "--credentials" in _one_line_error(proc)

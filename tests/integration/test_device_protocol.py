@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pandas as pd
 import pytest
 import torch
 
@@ -85,27 +86,31 @@ def test_devices_train_from_the_global_model_as_it_arrived(tmp_path: Path) -> No
     assert fp16.model.kpi_rows[0]["loss"] != fp32.model.kpi_rows[0]["loss"]
 
 
-def test_a_global_model_altered_on_the_way_is_what_devices_learn_from(
+def test_a_global_model_altered_on_the_way_is_refused_and_sent_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Zeroing the global model's weights on the wire changes every update: the network never trains."""
+    """Zeroing round 1's global model on the wire breaks its signature: the host refuses it (forged),
+    nobody trains from it, the network sends it again, and the run equals an undisturbed one."""
     clean = run_scenario(
         RunOptions("home-health", seed=1, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=1)
     )
     original = LocalBus.publish
+    tampered_once: list[str] = []
 
     def tamper(self: LocalBus, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        if "/ml/" in topic and topic.endswith("/global"):
+        if "/ml/" in topic and topic.endswith("/1/global") and not tampered_once:
             model = decode_model(payload, max_bytes=1 << 26)
             payload = encode_model({k: torch.zeros_like(v) for k, v in model.tensors.items()}, model.metadata)
+            tampered_once.append(topic)
         original(self, topic, payload, qos=qos, retain=retain)
 
     monkeypatch.setattr(LocalBus, "publish", tamper)
     tampered = run_scenario(
         RunOptions("home-health", seed=1, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=1)
     )
-    assert tampered.status == clean.status == "finished"
-    assert tampered.kpis.loss.iloc[0] != clean.kpis.loss.iloc[0]
+    assert tampered_once and tampered.status == clean.status == "finished"
+    pd.testing.assert_frame_equal(tampered.kpis, clean.kpis, check_exact=True)
+    assert tampered.summary["bus"]["rejected_forged"] == 1
 
 
 def test_protocol_doc_names_every_field_of_every_protocol_schema() -> None:

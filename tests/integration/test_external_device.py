@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from twin.device_client import save_device_data
-from twin.runner import RunOptions, RunSession, run_scenario
+from twin.runner import RunOptions, RunResult, RunSession, run_scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -63,9 +65,28 @@ def _device_data(tmp_path: Path, seed: int) -> Path:
     return path
 
 
-def test_reference_client_in_another_process_is_aggregated(tmp_path: Path, broker_url: str) -> None:
-    seed, run_id = 2, "ext-device-test-1"
-    data = _device_data(tmp_path / "setup", seed)
+def _run_with_client(
+    tmp_path: Path, broker_url: str, *, data: Path, run_id: str, rounds: int
+) -> tuple[RunResult, str]:
+    """Run the scenario with DEVICE reserved; start `twin device` once the run wrote its credentials."""
+    out = tmp_path / "ext"
+    box: dict[str, RunResult] = {}
+    options = RunOptions(
+        "home-health",
+        seed=2,
+        overrides={**SMALL, "devices.external": DEVICE},
+        broker=broker_url,
+        out_dir=out,
+        rounds=rounds,
+        run_id=run_id,
+    )
+    runner = threading.Thread(target=lambda: box.update(result=run_scenario(options)))
+    runner.start()
+    credentials = out / run_id / "credentials" / f"{DEVICE}.json"
+    deadline = time.monotonic() + 60
+    while not credentials.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert credentials.exists() and credentials.stat().st_mode & 0o077 == 0  # owner-only
     client = subprocess.Popen(
         [
             sys.executable,
@@ -80,8 +101,10 @@ def test_reference_client_in_another_process_is_aggregated(tmp_path: Path, broke
             DEVICE,
             "--data",
             str(data),
+            "--credentials",
+            str(credentials),
             "--seed",
-            str(seed),
+            "2",
             "--timeout",
             "120",
         ],
@@ -90,81 +113,39 @@ def test_reference_client_in_another_process_is_aggregated(tmp_path: Path, broke
         text=True,
     )
     try:
-        result = run_scenario(
-            RunOptions(
-                "home-health",
-                seed=seed,
-                overrides={**SMALL, "devices.external": DEVICE},
-                broker=broker_url,
-                out_dir=tmp_path / "ext",
-                rounds=3,
-                run_id=run_id,
-            )
-        )
+        runner.join(180)
         _, err = client.communicate(timeout=60)
     finally:
         client.kill()
-    assert result.status == "finished", result.error
     assert client.returncode == 0, err
-    assert "trained rounds" in err and "run status finished" in err
-    assert "trained rounds [1, 2, 3], 3 update(s) sent" in err
+    return box["result"], err
+
+
+def test_reference_client_in_another_process_is_aggregated(tmp_path: Path, broker_url: str) -> None:
+    data = _device_data(tmp_path / "setup", 2)
+    result, err = _run_with_client(tmp_path, broker_url, data=data, run_id="ext-device-test-1", rounds=3)
+    assert result.status == "finished", result.error
+    assert "trained rounds [1, 2, 3], 3 update(s) sent" in err and "run status finished" in err
     local = run_scenario(
         RunOptions(
-            "home-health", seed=seed, overrides=SMALL, broker="local", out_dir=tmp_path / "local", rounds=3
+            "home-health", seed=2, overrides=SMALL, broker="local", out_dir=tmp_path / "local", rounds=3
         )
     )
     pd.testing.assert_frame_equal(result.kpis[FL_COLUMNS], local.kpis[FL_COLUMNS])
+    assert "rejected_forged" not in result.summary["bus"]
 
 
 def test_other_data_on_the_external_device_changes_the_model(tmp_path: Path, broker_url: str) -> None:
     """The client's own data is what trains: labels it reverses move the aggregated model."""
-    seed, run_id = 2, "ext-device-test-2"
-    path = _device_data(tmp_path / "setup", seed)
+    path = _device_data(tmp_path / "setup", 2)
     from twin.device_client import load_device_data
 
     data = load_device_data(path)
     save_device_data(path, type(data)(data.x, (data.y + 1) % 4))
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "twin",
-            "device",
-            "--broker",
-            broker_url,
-            "--run",
-            run_id,
-            "--device",
-            DEVICE,
-            "--data",
-            str(path),
-            "--seed",
-            str(seed),
-            "--timeout",
-            "120",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        result = run_scenario(
-            RunOptions(
-                "home-health",
-                seed=seed,
-                overrides={**SMALL, "devices.external": DEVICE},
-                broker=broker_url,
-                out_dir=tmp_path / "ext",
-                rounds=1,
-                run_id=run_id,
-            )
-        )
-        client.communicate(timeout=60)
-    finally:
-        client.kill()
+    result, _ = _run_with_client(tmp_path, broker_url, data=path, run_id="ext-device-test-2", rounds=1)
     local = run_scenario(
         RunOptions(
-            "home-health", seed=seed, overrides=SMALL, broker="local", out_dir=tmp_path / "local", rounds=1
+            "home-health", seed=2, overrides=SMALL, broker="local", out_dir=tmp_path / "local", rounds=1
         )
     )
     assert result.kpis.accepted.iloc[0] == local.kpis.accepted.iloc[0] == 12

@@ -9,11 +9,13 @@ the network. JSON schema: ``twin/schemas/twin.fl.round.v1.json``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broker.json_codec import decode_json, encode_json
+from broker.json_codec import decode_json
 from broker.topics import check_segment
+from twin.auth import json_digest
 from twin.errors import PayloadError
 
 PLAN_SCHEMA = "twin.fl.round.v1"
@@ -55,34 +57,43 @@ class RoundPlan:
     proximal_mu: float
     model: ModelSpec
 
-    def to_bytes(self) -> bytes:
-        """Compact JSON bytes."""
-        return encode_json(
-            {
-                "schema": PLAN_SCHEMA,
-                "run_id": self.run_id,
-                "service": self.service,
-                "round": self.round_index,
-                "sim_time_s": self.sim_time_s,
-                "deadline_s": self.deadline_s,
-                "selected": list(self.selected),
-                "local_epochs": self.local_epochs,
-                "batch_size": self.batch_size,
-                "lr": self.lr,
-                "proximal_mu": self.proximal_mu,
-                "model": self.model.to_dict(),
-            }
-        )
+    def to_document(self) -> dict[str, Any]:
+        """The plan as a JSON document (without ``auth``: the sender signs it)."""
+        return {
+            "schema": PLAN_SCHEMA,
+            "run_id": self.run_id,
+            "service": self.service,
+            "round": self.round_index,
+            "sim_time_s": self.sim_time_s,
+            "deadline_s": self.deadline_s,
+            "selected": list(self.selected),
+            "local_epochs": self.local_epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "proximal_mu": self.proximal_mu,
+            "model": self.model.to_dict(),
+        }
 
 
-def parse_round_plan(payload: bytes, *, run_id: str, service: str, round_index: int) -> RoundPlan:
+def parse_round_plan(
+    payload: bytes,
+    *,
+    run_id: str,
+    service: str,
+    round_index: int,
+    verify: Callable[[bytes, object], bool] | None = None,
+) -> RoundPlan:
     """Validate a round plan received on the topic of ``(run_id, service, round_index)``.
 
+    ``verify(digest, tag)`` checks the network's ``auth`` tag over the plan first.
+
     Raises:
-        PayloadError: ``oversized`` or ``malformed`` (wrong schema, a field of the wrong type or range,
-            a plan that does not match its topic).
+        PayloadError: ``oversized``, ``forged`` (not the network's), or ``malformed`` (wrong schema, a
+            field of the wrong type or range, a plan that does not match its topic).
     """
     doc = decode_json(payload, max_bytes=MAX_PLAN_BYTES)
+    if verify is not None and not verify(json_digest(doc), doc.get("auth")):
+        raise PayloadError("forged", "round plan not signed by the run's network")
     if doc.get("schema") != PLAN_SCHEMA:
         raise PayloadError("malformed", f"round plan schema {doc.get('schema')!r} != {PLAN_SCHEMA!r}")
     if doc.get("run_id") != run_id or doc.get("service") != service or doc.get("round") != round_index:

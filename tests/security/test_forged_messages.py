@@ -1,0 +1,107 @@
+"""Targeted forgeries against a live run: none is accepted, none displaces the real message.
+
+The attacker can publish anything on the run's broker but holds no key. It races forged updates ahead
+of the real ones (weights −3 × global, a made-up sample count), re-labels a genuine round-1 update for
+round 2, publishes a future round's global model and plan, and forges inference batches and ticks.
+Every one is refused as ``forged`` before any state changes, and the run's tables equal a clean run's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from broker.bus import LocalBus
+from broker.codec import decode_model, encode_model
+from broker.json_codec import encode_json
+from twin.runner import RunOptions, run_scenario
+
+SMALL = {"devices.count": "12", "inference.interval_s": "4"}
+
+
+def _run(tmp_path: Path, name: str) -> Any:
+    result = run_scenario(
+        RunOptions("home-health", seed=4, overrides=SMALL, broker="local", out_dir=tmp_path / name, rounds=3)
+    )
+    assert result.status == "finished", result.error
+    return result
+
+
+def _tables(result: Any) -> list[pd.DataFrame]:
+    return [result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")]
+
+
+def test_forgeries_racing_the_real_messages_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = _run(tmp_path, "clean")
+    original = LocalBus.publish
+    state: dict[str, Any] = {"selected": {}, "captured": None, "sent": 0}
+
+    def attack(self: LocalBus, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        root = topic.split("/ml/")[0] if "/ml/" in topic else topic.split("/svc/")[0]
+        if topic.endswith("/select"):
+            doc = json.loads(payload)
+            state["selected"][doc["round"]] = doc["selected"]
+        elif "/ml/" in topic and topic.endswith("/global"):
+            service, rnd = topic.split("/ml/")[1].split("/")[:2]
+            rnd = int(rnd)
+            genuine = decode_model(payload, max_bytes=1 << 26)
+            evil = {k: -3 * v for k, v in genuine.tensors.items()}
+            for agent in state["selected"].get(rnd, []):  # race ahead of every real update
+                meta = {
+                    "round": rnd,
+                    "service": service,
+                    "agent_id": agent,
+                    "n_samples": 7,
+                    "auth": "00" * 32,
+                }
+                original(self, f"{root}/ml/{service}/{rnd}/update/{agent}", encode_model(evil, meta))
+                state["sent"] += 1
+            if state["captured"] is not None and rnd == 2:  # a genuine round-1 update, re-labelled
+                agent, tensors, meta = state["captured"]
+                meta = {**meta, "round": 2}
+                original(self, f"{root}/ml/{service}/2/update/{agent}", encode_model(tensors, meta))
+                state["sent"] += 1
+            future = {k: torch.zeros_like(v) for k, v in genuine.tensors.items()}  # next round's "global"
+            original(
+                self,
+                f"{root}/ml/{service}/{rnd + 1}/global",
+                encode_model(future, {"round": rnd + 1, "service": service, "sender": "network"}),
+                retain=True,
+            )
+            plan = {"schema": "twin.fl.round.v1", "run_id": root.rsplit("/", 1)[-1], "round": rnd + 1}
+            original(self, f"{root}/ml/{service}/{rnd + 1}/select", encode_json(plan), retain=True)
+            state["sent"] += 2
+        elif "/update/" in topic and state["captured"] is None and "/1/update/" in topic:
+            got = decode_model(payload, max_bytes=1 << 26)
+            state["captured"] = (topic.rsplit("/", 1)[-1], got.tensors, dict(got.metadata))
+        elif topic.endswith("/tick"):
+            service_root = topic.rsplit("/", 1)[0]
+            doc = json.loads(payload)
+            forged = {
+                "schema": "twin.inference.request.v1",
+                "host": "host-0",
+                "tick": doc["tick"],
+                "results": [],
+            }
+            original(self, f"{service_root}/request/host-0", encode_json({**forged, "auth": "ab" * 32}))
+            original(self, topic, encode_json({**doc, "tick": doc["tick"] + 1, "auth": "cd" * 64}))
+            state["sent"] += 2
+        original(self, topic, payload, qos=qos, retain=retain)
+
+    monkeypatch.setattr(LocalBus, "publish", attack)
+    attacked = _run(tmp_path, "attacked")
+    for ours, theirs in zip(_tables(attacked), _tables(clean), strict=True):
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    bus = attacked.summary["bus"]
+    assert state["sent"] > 30
+    assert (
+        bus.get("rejected_forged", 0) >= state["sent"] - 2
+    )  # the last round's future plan/model may be unread
+    assert "rejected_forged" not in clean.summary["bus"]

@@ -5,6 +5,7 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
 
+from broker.codec import encode_model
 from broker.embedded import EmbeddedBroker
 from twin.runner import RunOptions, run_scenario
 
@@ -32,7 +33,7 @@ def test_hostile_messages_are_counted_and_do_not_change_results(
 
     def capture(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         genuine = 1000 < len(msg.payload) < 300_000  # not one of the messages injected below
-        if "/update/" in msg.topic and genuine and not replay:
+        if "/update/" in msg.topic and genuine and not replay and not msg.topic.endswith("/hh-0004"):
             replay[msg.topic] = bytes(msg.payload)
 
     attacker.on_message = capture
@@ -42,7 +43,18 @@ def test_hostile_messages_are_counted_and_do_not_change_results(
         root = model.topics.root  # type: ignore[attr-defined]
         if not injected["done"]:
             attacker.subscribe(f"{root}/ml/#", qos=1)
+            forged = encode_model(
+                {k: -3 * v for k, v in model.network.global_params.items()},  # type: ignore[attr-defined]
+                {
+                    "round": 2,
+                    "service": "fall-detection",
+                    "agent_id": "hh-0004",
+                    "n_samples": 7,
+                    "auth": "0" * 64,
+                },
+            )
             infos = [
+                attacker.publish(f"{root}/ml/fall-detection/2/update/hh-0004", forged, qos=1),
                 attacker.publish(f"{root}/ml/fall-detection/2/update/hh-0001", b"not safetensors", qos=1),
                 attacker.publish(f"{root}/ml/fall-detection/2/update/hh-0002", b"\0" * 300_000, qos=1),
                 attacker.publish(f"{root}/ml/fall-detection/2/update/hh-0003/sideways", b"?", qos=1),
@@ -74,4 +86,5 @@ def test_hostile_messages_are_counted_and_do_not_change_results(
     assert bus.get("rejected_malformed", 0) >= 1
     assert bus.get("rejected_oversized", 0) >= 1
     assert bus.get("rejected_unknown", 0) >= 1
+    assert bus.get("rejected_forged", 0) >= 1
     assert bus.get("rejected_duplicate", 0) + bus.get("rejected_late", 0) >= 1

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from broker.json_codec import encode_json
+from twin.auth import sign_document
 from twin.runner import RunOptions, RunSession
 
 SMALL = {"devices.count": "12", "inference.interval_s": "4"}
@@ -60,28 +61,34 @@ def test_energy_ledger_splits_services(tmp_path: Path) -> None:
     assert model.kpi_rows[-1]["energy_total_j"] <= model.energy.total()
 
 
+def _signed(model: object, host_id: str, topic: str, doc: dict) -> bytes:  # type: ignore[type-arg]
+    """A batch signed with ``host_id``'s own key, as that host would send it."""
+    credentials = model.keys.credentials([host_id])  # type: ignore[attr-defined]
+    return encode_json(sign_document(doc, topic, lambda t, d: credentials.sign(host_id, t, d)))
+
+
 def test_forged_requests_are_counted_not_served(tmp_path: Path) -> None:
-    """A batch from an unknown host or outside a tick, or a malformed one, is rejected and counted."""
+    """An unsigned or wrongly signed batch is forged; a signed one outside a tick is unexpected."""
     session = RunSession(
         RunOptions("home-health", seed=2, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=1)
     )
     model = session.open()
     batch = {"schema": "twin.inference.request.v1", "tick": 0, "results": []}
-    model.bus.publish(model.topics.request("health-alerts", "host-0"), b"{not json")
-    model.bus.publish(
-        model.topics.request("health-alerts", "host-9"), encode_json({**batch, "host": "host-9"})
-    )
-    model.bus.publish(
-        model.topics.request("health-alerts", "host-0"), encode_json({**batch, "host": "host-0"})
-    )
+    mine, other = (model.topics.request("health-alerts", h) for h in ("host-0", "host-9"))
+    model.bus.publish(mine, b"{not json")
+    model.bus.publish(other, encode_json({**batch, "host": "host-9"}))
+    model.bus.publish(mine, encode_json({**batch, "host": "host-0", "auth": "00" * 32}))
+    model.bus.publish(mine, _signed(model, "host-9", mine, {**batch, "host": "host-0"}))  # another's key
+    model.bus.publish(mine, _signed(model, "host-0", mine, {**batch, "host": "host-0"}))  # no tick now
     model.pump()
     session.close()
     assert model.bus.stats.rejected["malformed"] == 1
-    assert model.bus.stats.rejected["unexpected"] == 2
+    assert model.bus.stats.rejected["forged"] == 3
+    assert model.bus.stats.rejected["unexpected"] == 1
 
 
 def test_a_batch_that_misses_a_device_or_lies_about_one_is_refused(tmp_path: Path) -> None:
-    """During a tick, a host's batch must hold exactly its devices with well-formed fields."""
+    """During a tick, a host's (signed) batch must hold exactly its devices with well-formed fields."""
     session = RunSession(
         RunOptions("home-health", seed=2, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=1)
     )
@@ -95,10 +102,10 @@ def test_a_batch_that_misses_a_device_or_lies_about_one_is_refused(tmp_path: Pat
     bad_class = [{**good[0], "prelim_class": 99}, *good[1:]]
     strings = [{**good[0], "escalate": True, "window": ["x"] * 64}, *good[1:]]
     for results in (good[1:], bad_class, strings, [*good, good[0]]):
-        model.bus.publish(topic, encode_json({**doc, "results": results}))
+        model.bus.publish(topic, _signed(model, "host-0", topic, {**doc, "results": results}))
     model.pump()
     assert model.bus.stats.rejected["malformed"] == 4 and not alerts._batches
-    model.bus.publish(topic, encode_json({**doc, "results": good}))
+    model.bus.publish(topic, _signed(model, "host-0", topic, {**doc, "results": good}))
     model.pump()
     assert set(alerts._batches) == {"host-0"}
     alerts._waiting = False

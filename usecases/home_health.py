@@ -63,6 +63,23 @@ class HomeHealthPopulation:
         check_range("devices", "samples_max", self.samples_max, self.samples_min, 1e7)
 
 
+@dataclass(frozen=True, slots=True)
+class HomeHealthTask:
+    """The learning task's shape: the model's input and output sizes (the MLP's first and last layer)."""
+
+    # Model input width. 64 (default) = the 16 × 4-channel window as sensed; another width resamples
+    # each window in time to ceil(features / 4) steps (linear interpolation) and crops the flattened
+    # readings to ``features``. Deterministic: the random draws are the same at any width.
+    features: int = home_health_data.IN_FEATURES
+    # Model output units (≥ 4). 4 (default) = normal, fall, arrhythmia, apnea; more adds classes that
+    # no sample ever has (``unused-4``, …), for matching another workload's output layer.
+    classes: int = len(home_health_data.CLASSES)
+
+    def __post_init__(self) -> None:
+        check_positive("task", features=self.features)
+        check_range("task", "classes", self.classes, len(home_health_data.CLASSES), 1e6)
+
+
 def _hub() -> ComputeProfile:
     return ComputeProfile(flops_per_s=0.5e9, power_w=1.0)
 
@@ -79,6 +96,7 @@ class HomeHealthConfig:
         default_factory=lambda: AreaConfig(width_m=1200.0, height_m=1200.0, base_stations=4)
     )
     devices: HomeHealthPopulation = field(default_factory=HomeHealthPopulation)
+    task: HomeHealthTask = field(default_factory=HomeHealthTask)
     device_compute: ComputeProfile = field(default_factory=_hub)
     edge_compute: ComputeProfile = field(default_factory=_edge)
     radio: RadioConfig = field(
@@ -117,6 +135,8 @@ def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
         dirichlet_alpha=pop.dirichlet_alpha,
         test_households=pop.test_households,
         test_samples_per_household=pop.test_samples_per_household,
+        features=config.task.features,
+        classes=config.task.classes,
     )
     positions = _home_positions(model.seeds.numpy("placement"), config.area, pop)
     for agent_id, xy in zip(ids, positions, strict=True):
@@ -133,8 +153,11 @@ def build(config: HomeHealthConfig, ctx: BuildContext) -> TwinModel:
     model.finish_setup()
     network = add_federated_training(model, config, service=SERVICE, task=task)
     streams_rng = model.seeds.numpy("sensor-streams")
+    width = config.task.features
     streams = {
-        agent_id: SensorStream(*home_health_data.sensor_stream(streams_rng, homes[agent_id], STREAM_WINDOWS))
+        agent_id: SensorStream(
+            *home_health_data.sensor_stream(streams_rng, homes[agent_id], STREAM_WINDOWS, width)
+        )
         for agent_id in ids
     }
     add_two_stage_inference(model, config, service=ALERT_SERVICE, network=network, streams=streams)

@@ -13,12 +13,15 @@ the run's process (the default), in a worker process, or beside a real device (`
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -345,7 +348,7 @@ class DeviceHost:
                     "escalate": c < role.confidence_threshold or anomaly,
                 }
                 if result["escalate"]:
-                    result["window"] = [float(v) for v in x[i]]
+                    result["window_f32"] = encode_window(x[i])
                 out[agent_id] = result
         return [out[a] for a in sorted(out)]
 
@@ -355,6 +358,25 @@ class DeviceHost:
         if doc.get("schema") != BATCH_RESPONSE_SCHEMA or not isinstance(answers, list):
             raise PayloadError("malformed", "inference response has a wrong schema")
         self.inference[service].answered += len(answers)
+
+
+def encode_window(window: torch.Tensor) -> str:
+    """A sensed window as it travels: base64 of its little-endian float32 values."""
+    return base64.b64encode(window.detach().to(torch.float32).numpy().astype("<f4").tobytes()).decode()
+
+
+def decode_window(text: object, width: int) -> np.ndarray | None:
+    """The float32 values of an encoded window, or None unless exactly ``width`` finite values."""
+    if not isinstance(text, str) or len(text) > 4 * (4 * width // 3 + 4):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 4 * width:
+        return None
+    values = np.frombuffer(raw, dtype="<f4")
+    return values if bool(np.isfinite(values).all()) else None
 
 
 def _window(windows: torch.Tensor, tick: int) -> torch.Tensor:

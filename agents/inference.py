@@ -22,7 +22,7 @@ import torch
 from agents.device import Device
 from agents.host import BATCH_REQUEST_SCHEMA as REQUEST_SCHEMA
 from agents.host import BATCH_RESPONSE_SCHEMA as RESPONSE_SCHEMA
-from agents.host import TICK_SCHEMA
+from agents.host import TICK_SCHEMA, decode_window
 from broker.bus import Message
 from broker.json_codec import decode_json, encode_json
 from twin.auth import json_digest, sign_document
@@ -174,11 +174,11 @@ class TwoStageInference:
         self.tick_index += 1
         model.schedule_event(self.tick, at=model.time + self.config.interval_s)
 
-    def _refine(self, windows: list[list[float]]) -> list[int]:
+    def _refine(self, windows: list[np.ndarray]) -> list[int]:
         """The network's answers to every escalated window of a tick, in one forward pass."""
         if not windows:
             return []
-        x = torch.tensor(windows, dtype=torch.float32)
+        x = torch.from_numpy(np.stack(windows).astype(np.float32))
         logits = batch_invariant_logits(self.network.net, self.network.global_params, x)
         return [int(c) for c in logits.argmax(dim=1)]
 
@@ -225,11 +225,10 @@ class TwoStageInference:
             if not (_is_number(confidence) and 0.0 <= confidence <= 1.0):
                 return None
             if escalate:
-                window = r.get("window")
-                if not (
-                    isinstance(window, list) and len(window) == width and all(_is_number(v) for v in window)
-                ):
+                window = decode_window(r.get("window_f32"), width)
+                if window is None:
                     return None
+                r["window"] = window
             seen.add(r["agent_id"])
         return results if seen == self.members[host_id] and len(results) == len(seen) else None
 

@@ -66,7 +66,8 @@ def content_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, s
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         h.update(f"{name}\0{str(t.dtype).removeprefix('torch.')}\0{list(t.shape)}\0".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy())  # the buffer itself, no copy
     h.update(encode_json({k: v for k, v in metadata.items() if k != "auth"}))
     return h.digest()
 

@@ -100,7 +100,7 @@ def test_a_batch_that_misses_a_device_or_lies_about_one_is_refused(tmp_path: Pat
     topic = model.topics.request("health-alerts", "host-0")
     doc = {"schema": "twin.inference.request.v1", "host": "host-0", "tick": 0}
     bad_class = [{**good[0], "prelim_class": 99}, *good[1:]]
-    strings = [{**good[0], "escalate": True, "window": ["x"] * 64}, *good[1:]]
+    strings = [{**good[0], "escalate": True, "window_f32": "not base64!"}, *good[1:]]
     for results in (good[1:], bad_class, strings, [*good, good[0]]):
         model.bus.publish(topic, _signed(model, "host-0", topic, {**doc, "results": results}))
     model.pump()

@@ -53,7 +53,7 @@ def test_every_json_message_of_a_run_validates_against_the_schema_it_names(
 
     monkeypatch.setattr(LocalBus, "publish", record)
     _run(tmp_path, **{"bus.chunk_bytes": "4096"})
-    documents = [(t, json.loads(p)) for t, p in sent if p[:1] == b"{"]
+    documents = [(t, json.loads(p)) for t, p in sent if p[:1] == b"{" and "/chunk/" not in t]
     names = {d["schema"] for _, d in documents}
     assert {
         "twin.fl.round.v1",

@@ -42,6 +42,10 @@ TICK_SCHEMA = "twin.inference.tick.v1"
 BATCH_REQUEST_SCHEMA = "twin.inference.request.v1"
 BATCH_RESPONSE_SCHEMA = "twin.inference.response.v1"
 MAX_JSON_BYTES = 64 << 20
+COHORT_SIZE = 512
+"""Devices trained together in one vmap cohort; updates are published as each cohort finishes, so the
+network sees progress while a host with thousands of devices trains (a device's result does not depend
+on the cohort it trained in)."""
 
 __all__ = [
     "BATCH_REQUEST_SCHEMA",
@@ -120,6 +124,7 @@ class DeviceHost:
             ),
         )
         self._subscribe = subscribe or bus.subscribe
+        self.cohort_size = COHORT_SIZE
         self.federated: dict[str, _FederatedRole] = {}
         self.inference: dict[str, _InferenceRole] = {}
         self.updates_sent = 0
@@ -267,28 +272,25 @@ class DeviceHost:
         mine = [a for a in plan.selected if a in role.data]
         if not mine:
             return
-        data = [role.data[a] for a in mine]
-        schedule = make_schedule(
-            [int(d.y.shape[0]) for d in data],
-            epochs=plan.local_epochs,
-            batch_size=plan.batch_size,
-            rngs=[self.seeds.numpy(f"fl/batches/{round_index}/{a}") for a in mine],
-        )
-        trained = train_cohort(
-            role.net, global_params, data, schedule, lr=plan.lr, proximal_mu=plan.proximal_mu
-        )
         role.uploaded.add(round_index)
         held = _Deployed(round_index - 1, global_params)
-        for agent_id, params in zip(mine, trained, strict=True):
-            role.deployed[agent_id] = held
-            meta = {
-                "round": round_index,
-                "service": service,
-                "agent_id": agent_id,
-                "host": self.host_id,
-            }
-            self.exchange.send(self.topics.update(service, round_index, agent_id), params, meta)
-            self.updates_sent += 1
+        for start in range(0, len(mine), self.cohort_size):  # updates leave as each cohort finishes
+            cohort = mine[start : start + self.cohort_size]
+            data = [role.data[a] for a in cohort]
+            schedule = make_schedule(
+                [int(d.y.shape[0]) for d in data],
+                epochs=plan.local_epochs,
+                batch_size=plan.batch_size,
+                rngs=[self.seeds.numpy(f"fl/batches/{round_index}/{a}") for a in cohort],
+            )
+            trained = train_cohort(
+                role.net, global_params, data, schedule, lr=plan.lr, proximal_mu=plan.proximal_mu
+            )
+            for agent_id, params in zip(cohort, trained, strict=True):
+                role.deployed[agent_id] = held
+                meta = {"round": round_index, "service": service, "agent_id": agent_id, "host": self.host_id}
+                self.exchange.send(self.topics.update(service, round_index, agent_id), params, meta)
+                self.updates_sent += 1
 
     # ---- two-stage inference ---------------------------------------------------------------------
     def _network_document(self, topic: str, payload: bytes, max_bytes: int) -> dict[str, Any]:

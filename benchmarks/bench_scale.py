@@ -58,6 +58,7 @@ def one(devices: int, rounds: int, bus: str, per_cell: int, workers: int = 0) ->
         "bus": bus,
         "workers": workers,
         "status": result.status,
+        "error": result.error,
         "rounds": len(kpis),
         "wall_s": round(wall, 2),
         "s_per_round": round(wall / max(1, len(kpis)), 3),
@@ -95,6 +96,7 @@ def main() -> None:
                 f"{f['wall_s']:7.1f} s wall, "
                 f"{f['s_per_round']:.2f} s/round, peak RSS {f['peak_rss_mb']:.0f} MB (run process), "
                 f"{f['messages']} messages, accuracy {f['accuracy']}, status {f['status']}"
+                + (f" ({f['error']})" if f["error"] else "")
             )
             print(json.dumps(f))
 

@@ -125,3 +125,22 @@ def test_protocol_doc_names_every_field_of_every_protocol_schema() -> None:
     for schema_id in PROTOCOL_SCHEMA_IDS.values():
         jsonschema.Draft202012Validator.check_schema(schema_by_id(schema_id))
         assert f"`{schema_id}`" in text
+
+
+def test_results_do_not_depend_on_the_cohort_size(tmp_path: Path) -> None:
+    """A host trains its devices in cohorts of ``cohort_size``; 5 or 512, every table is the same."""
+    tables = []
+    for size in (512, 5):
+        session = RunSession(
+            RunOptions(
+                "home-health", seed=1, overrides=SMALL, broker="local", out_dir=tmp_path / str(size), rounds=2
+            )
+        )
+        model = session.open()
+        model.hosts[0].cohort_size = size
+        while session.step():
+            pass
+        result = session.close()
+        tables.append((result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")))
+    for ours, theirs in zip(tables[0], tables[1], strict=True):
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)

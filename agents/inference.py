@@ -208,6 +208,7 @@ class TwoStageInference:
             stats.reject("malformed")
             return
         self._batches[host_id] = results
+        self.model.accepted += 1
 
     def _validate(self, host_id: str, results: Any) -> list[dict[str, Any]] | None:
         """The host's results if every one is well-formed and the host's devices are all there."""

@@ -230,6 +230,7 @@ class NetworkAgent(Agent):
             return
         n_samples = self.model.device(agent_id).n_samples
         state.updates[agent_id] = ClientUpdate(agent_id, n_samples, received.payload.tensors)
+        self.model.accepted += 1
 
     def on_resend_request(self, request: ResendRequest) -> None:
         """A device host asks for (chunks of) a global model again."""

@@ -133,6 +133,7 @@ class TwinModel(Model):
         self.services: list[Any] = []
         self.hosts: list[HostLike] = []
         self.handling_s = 0.0  # wall seconds spent handling received messages (own hosts' work included)
+        self.accepted = 0  # expected messages accepted so far (updates, inference batches): progress
         self.hosting = "local"  # "local": devices in this process's host; "workers": in worker processes
         self.local_device_host: Any = None  # the host holding the devices' side as built (see usecases)
         self.health_checks: list[Callable[[], None]] = []  # raise RunAbortedError when a worker is gone
@@ -322,17 +323,20 @@ class TwinModel(Model):
         """Pump the bus until ``done()`` — a completeness barrier on the wall clock.
 
         Only time spent *waiting* counts: work this process does for its own device hosts (training a
-        cohort, inferring) inside :meth:`pump` is not waiting. After ``bus.resend_after_s`` of waiting
-        with no ``progress()`` the missing messages are asked for again (``resend``); after
-        ``bus.barrier_timeout_s`` of waiting with no progress the run is aborted.
+        cohort, inferring) inside :meth:`pump` is not waiting. Progress is ``progress()`` moving or any
+        expected message being accepted (:attr:`accepted`: a busy host's other answers count too).
+        After ``bus.resend_after_s`` of waiting with no progress the missing messages are asked for again
+        (``resend``), then after twice as long, and so on (so an overloaded host is not flooded with
+        requests); after ``bus.barrier_timeout_s`` of waiting with no progress the run is aborted.
 
         Raises:
             RunAbortedError: nothing expected arrived for ``bus.barrier_timeout_s``.
         """
         cfg = self.bus_cfg
-        last_count = progress()
+        last_count = (progress(), self.accepted)
         mark = time.monotonic() - self.handling_s  # waiting clock: wall minus own handling
         last_progress = last_resend = mark
+        resend_after = cfg.resend_after_s
         while not done():
             self.bus.check()
             for check in self.health_checks:
@@ -341,18 +345,20 @@ class TwinModel(Model):
             if done():
                 return
             now = time.monotonic() - self.handling_s
-            count = progress()
+            count = (progress(), self.accepted)
             if count != last_count:
                 last_count, last_progress, last_resend = count, now, now
+                resend_after = cfg.resend_after_s
             if now - last_progress > cfg.barrier_timeout_s:
                 raise RunAbortedError(
                     f"{what} incomplete after {cfg.barrier_timeout_s:.0f} s of waiting with no progress"
                 )
-            if resend is not None and now - last_resend > cfg.resend_after_s:
+            if resend is not None and now - last_resend > resend_after:
                 log.warning("%s incomplete after %.1f s of waiting: asking again", what, now - last_progress)
                 self.bus.stats.reject("resend_requested")
                 resend()
                 last_resend = now
+                resend_after *= 2
 
     # ---- energy and records ----------------------------------------------------------------------
     def book_round_energy(

@@ -103,7 +103,8 @@ def security_level(*, tls: bool, authenticated: bool, integrity_checked: bool = 
     """Graded transmission security of the deployment (1 … 5).
 
     1 base; +1 payload integrity (SHA-256 of chunked models, schema validation, never unpickling);
-    +1 broker authentication; +1 TLS. Level 5 (mutual TLS, signed models) is not emulated.
+    +1 authentication (every result-bearing message tagged by its sender: per-agent HMAC, the network's
+    Ed25519 signature); +1 TLS. Level 5 (mutual TLS with per-device certificates) is not emulated.
     """
     return 1 + int(integrity_checked) + int(authenticated) + int(tls)
 
@@ -135,7 +136,7 @@ def graded_indicators(
     security_detail: str | None = None,
 ) -> tuple[Indicator, Indicator, Indicator]:
     """The graded dimensions every service reports: security, privacy, autonomy (vs ``targets``' levels)."""
-    default = "TLS" if tls else "no TLS (use mqtts:// and credentials to raise it)"
+    default = "TLS" if tls else "authenticated messages, no TLS (use mqtts:// to raise it)"
     return (
         Indicator(
             "security",

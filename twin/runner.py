@@ -80,11 +80,15 @@ def resolve_config(scenario: str, overrides: Mapping[str, str], rounds: int | No
 
 
 def broker_security(broker: str) -> tuple[bool, bool]:
-    """(TLS, authenticated) of a ``--broker`` value; the embedded and in-process buses have neither."""
+    """(TLS, authenticated) of a run on ``--broker``.
+
+    Authenticated is always true: every message that changes a result carries its sender's tag
+    (per-agent HMAC, the network's Ed25519 signature; ``twin/auth.py``), on any bus. TLS only with
+    ``mqtts://``; the embedded and in-process buses have none.
+    """
     if broker in ("embedded", "local"):
-        return False, False
-    address = parse_broker_url(broker)
-    return address.tls, address.username is not None
+        return False, True
+    return parse_broker_url(broker).tls, True
 
 
 def new_run_id(scenario: str, seed: int) -> str:

@@ -105,3 +105,12 @@ def test_forgeries_racing_the_real_messages_are_refused(
         bus.get("rejected_forged", 0) >= state["sent"] - 2
     )  # the last round's future plan/model may be unread
     assert "rejected_forged" not in clean.summary["bus"]
+
+
+def test_a_run_reports_its_messages_as_authenticated(tmp_path: Path) -> None:
+    """Message authentication is always on: plain MQTT without TLS is security level 3, not 2."""
+    result = run_scenario(
+        RunOptions("home-health", seed=4, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=1)
+    )
+    levels = [i for r in result.qoais for i in r.indicators if i.name == "transmission_security_level"]
+    assert levels and all(i.achieved == 3 for i in levels)

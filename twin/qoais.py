@@ -71,11 +71,21 @@ class ServiceReport:
     kind: str
     indicators: tuple[Indicator, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    incomplete: str | None = None  # why the run did not finish (aborted, stopped): never a PASS then
 
     @property
     def passed(self) -> bool:
-        """Whether every indicator is met."""
-        return all(i.passed for i in self.indicators)
+        """Whether the run finished and every indicator was assessed and met (none assessed: not passed)."""
+        return self.incomplete is None and bool(self.indicators) and all(i.passed for i in self.indicators)
+
+    @property
+    def verdict(self) -> str:
+        """``PASS``, ``FAIL``, ``not assessed`` (no indicator) or ``incomplete (…)`` (run not finished)."""
+        if self.incomplete is not None:
+            return f"incomplete ({self.incomplete})"
+        if not self.indicators:
+            return "not assessed"
+        return "PASS" if self.passed else "FAIL"
 
     @property
     def limiting_factor(self) -> str:
@@ -91,6 +101,7 @@ class ServiceReport:
             "service": self.service,
             "kind": self.kind,
             "passed": self.passed,
+            "verdict": self.verdict,
             "limiting_factor": self.limiting_factor,
             "notes": list(self.notes),
             "indicators": [

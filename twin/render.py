@@ -21,7 +21,8 @@ def qoais_table(reports: Sequence[ServiceReport]) -> Table:
             met = "[green]yes[/green]" if i.passed else "[red]no[/red]"
             table.add_row(report.service, f"{i.dimension}.{i.name}", _fmt(i.achieved) + i.unit,
                           f"{op} {_fmt(i.target)}{i.unit}", met)  # fmt: skip
-        verdict = "[green]PASS[/green]" if report.passed else "[red]FAIL[/red]"
+        colour = "green" if report.passed else ("red" if report.verdict == "FAIL" else "yellow")
+        verdict = f"[{colour}]{report.verdict}[/{colour}]"
         table.add_row(report.service, f"→ {verdict}", "", "", "")
         table.add_row("", f"[dim]limiting: {report.limiting_factor}[/dim]", "", "", "")
     return table

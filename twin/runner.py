@@ -6,10 +6,13 @@ and resets it); :func:`run_scenario` is the one-call version.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +94,23 @@ def broker_security(broker: str) -> tuple[bool, bool]:
     return parse_broker_url(broker).tls, True
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Create ``--out`` and prove it writable before anything runs, so no result is computed for nothing.
+
+    Raises:
+        ConfigError: it is a file, or cannot be created or written.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-check-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {out_dir}: cannot write run directories there ({exc.strerror or exc})"
+        ) from exc
+
+
 def new_run_id(scenario: str, seed: int) -> str:
     """A unique, topic-safe run id: ``{scenario}-s{seed}-{8 hex}``."""
     return f"{scenario}-s{seed}-{uuid.uuid4().hex[:8]}"
@@ -126,6 +146,7 @@ class RunSession:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         self.run_dir = options.out_dir / self.run_id
+        check_out_dir(options.out_dir)
         self.status = "created"
         self.error: str | None = None
         self.model: TwinModel | None = None
@@ -293,8 +314,11 @@ class RunSession:
         if model is not None:
             summary["services"] = {s.service: s.summary() for s in model.services}
         reports = self.qoais_reports()
+        if self.status != "finished":  # an aborted or stopped run never reports PASS
+            reports = [replace(r, incomplete=f"run {self.status}") for r in reports]
         summary["qoais"] = {
-            r.service: {"passed": r.passed, "limiting_factor": r.limiting_factor} for r in reports
+            r.service: {"passed": r.passed, "verdict": r.verdict, "limiting_factor": r.limiting_factor}
+            for r in reports
         }
         write_run_dir(
             self.run_dir,
@@ -337,23 +361,45 @@ def run_scenario(
 ) -> RunResult:
     """Run an agent scenario to its end and write its run directory.
 
+    Ctrl-C, SIGTERM and SIGHUP (in the main thread) end the run ``aborted`` with everything recorded so
+    far written, like a broker lost for good.
+
     Raises:
         TwinError: bad scenario, config or broker (before anything runs).
     """
     session = RunSession(options)
     model = session.open()
+    with _signals_stop_the_run():
+        try:
+            if on_model is not None:
+                on_model(model)
+            while session.step():
+                if on_step is not None:
+                    on_step(model)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into one
+            return session.close("aborted", str(exc) or "interrupted by the user")
+        except BaseException as exc:
+            session.close("aborted", f"{type(exc).__name__}: {exc}")
+            raise
+        return session.close()
+
+
+@contextlib.contextmanager
+def _signals_stop_the_run() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt naming the signal, while a run is on (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        if on_model is not None:
-            on_model(model)
-        while session.step():
-            if on_step is not None:
-                on_step(model)
-    except KeyboardInterrupt:
-        return session.close("aborted", "interrupted by the user")
-    except BaseException as exc:
-        session.close("aborted", f"{type(exc).__name__}: {exc}")
-        raise
-    return session.close()
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass(slots=True)
@@ -371,6 +417,7 @@ def run_calculation(options: RunOptions) -> CalculationRun:
     if not isinstance(spec, CalculationScenario):
         raise ConfigError(f"scenario {options.scenario!r} is an agent simulation, not a calculation")
     run_id = options.run_id or new_run_id(spec.name, options.seed)
+    check_out_dir(options.out_dir)
     run_dir = options.out_dir / run_id
     result = spec.compute(config)
     write_calculation(run_dir, config_toml=to_toml(config), result=result.to_dict())

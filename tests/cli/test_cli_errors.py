@@ -170,3 +170,36 @@ def test_device_client_refuses_a_bad_data_file_or_credentials(tmp_path: Path) ->
     save_file({"x": torch.zeros(4, 64), "y": torch.zeros(4, dtype=torch.int64)}, str(good))
     proc = twin(*common, "--data", str(good), "--credentials", str(tmp_path / "none.json"))
     assert proc.returncode == 2 and "--credentials" in _one_line_error(proc)
+
+
+def test_out_that_is_a_file_is_refused_before_running(tmp_path: Path) -> None:
+    """`--out` naming a file: one line, exit 2, nothing computed."""
+    file = tmp_path / "not-a-dir"
+    file.write_text("x")
+    proc = twin("run", "home-health", "--broker", "local", "--out", str(file))
+    assert proc.returncode == 2 and "--out" in _one_line_error(proc)
+
+
+def test_sigterm_ends_the_run_aborted_with_its_directory_written(tmp_path: Path) -> None:
+    """SIGTERM mid-run is handled like Ctrl-C: exit 4, the run directory written, the signal named."""
+    import json
+    import signal
+
+    run_id = "sigterm-test"
+    args = ["run", "home-health", "--broker", "local", "--out", str(tmp_path), "--run-id", run_id]
+    args += ["--set", "devices.count=12", "--set", "devices.external=hh-0001"]  # waits for hh-0001
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twin", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    marker = tmp_path / run_id / "credentials" / "hh-0001.json"  # written once the run is open
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    summary = json.loads((tmp_path / run_id / "summary.json").read_text())
+    assert proc.returncode == 4, err
+    assert summary["status"] == "aborted" and summary["error"] == "stopped by SIGTERM"
+    assert all(q["verdict"].startswith("incomplete") for q in summary["qoais"].values())

@@ -117,3 +117,21 @@ def test_training_report_without_rounds() -> None:
         "svc", [], QoAISTargets(), tls=False, authenticated=False, baseline_accuracy=0.5
     )
     assert report.indicators == () and "no round" in report.notes[0]
+
+
+def test_a_report_with_nothing_assessed_or_an_unfinished_run_never_passes() -> None:
+    """No indicator is "not assessed", not PASS; an aborted run's report is incomplete, not PASS."""
+    from dataclasses import replace
+
+    from twin.qoais import ServiceReport
+
+    empty = ServiceReport("svc", "federated_training", ())
+    assert not empty.passed and empty.verdict == "not assessed"
+    rows = [_row(i, 0.9) for i in range(1, 5)]
+    report = federated_training_report(
+        "svc", rows, QoAISTargets(security_level=1), tls=True, authenticated=True, baseline_accuracy=0.5
+    )
+    assert report.verdict in ("PASS", "FAIL")
+    aborted = replace(report, incomplete="run aborted")
+    assert not aborted.passed and aborted.verdict == "incomplete (run aborted)"
+    assert aborted.to_dict()["verdict"] == "incomplete (run aborted)"

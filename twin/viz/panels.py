@@ -50,7 +50,7 @@ def qoais_html(reports: Sequence[ServiceReport]) -> str:
         return "<p>No service has a QoAIS report yet.</p>"
     parts = []
     for report in reports:
-        colour, verdict = (_PASS, "PASS") if report.passed else (_FAIL, "FAIL")
+        colour, verdict = (_PASS, "PASS") if report.passed else (_FAIL, report.verdict)
         name = html.escape(f"{report.service} ({report.kind})")
         parts.append(
             f'<p style="margin:8px 0 2px"><b>{name}</b> — <b style="color:{colour}">{verdict}</b></p>'

@@ -19,6 +19,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from twin.errors import ConfigError
+from twin.schemas import load_schema
 
 RUN_LABELS = ("scenario", "run_id")
 STATUSES = ("running", "finished", "stopped", "aborted")
@@ -26,6 +27,16 @@ NO_STATE = "none"
 """``state`` label of agents whose telemetry has no state (base stations, the network agent)."""
 KPI_PREFIX = "twin_kpi_"
 _ENVELOPE = frozenset({"schema", "run_id", "scenario"})
+KPI_KEYS = frozenset(load_schema("kpi")["properties"]) - _ENVELOPE
+"""The KPI keys that become gauges: those of the twin.kpi.v1 schema, a fixed set."""
+STATES = frozenset(load_schema("telemetry")["properties"]["state"]["enum"]) | {NO_STATE}
+"""The ``state`` label values: the telemetry schema's device states."""
+MAX_KINDS = 32
+MAX_EVENTS = 32
+MAX_AGENTS = 1_000_000
+OTHER = "other"
+"""Label value of a kind or event past the first ``MAX_KINDS``/``MAX_EVENTS`` seen, or a state not in
+:data:`STATES`: labels never come unbounded from message contents."""
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -37,7 +48,13 @@ def kpi_metric_name(key: str) -> str:
 class MetricsExporter:
     """Turns telemetry documents into Prometheus metrics and serves them over HTTP."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: tuple[str, str] | None = None) -> None:
+        """``run``: (scenario, run_id) to export; by default the first run seen. Others are ignored."""
+        self.run = run
+        self.ignored = 0
+        self._kinds: set[str] = set()
+        self._event_names: set[str] = set()
+        self._counts: Tally[tuple[str, str]] = Tally()
         self.registry = CollectorRegistry()
         registry = self.registry
         self._status = Gauge(
@@ -71,8 +88,7 @@ class MetricsExporter:
             registry=registry,
         )
         self._kpis: dict[str, Gauge] = {}
-        self._agent_state: dict[tuple[str, str], tuple[str, str]] = {}
-        self._agent_series: set[tuple[str, str, str, str]] = set()
+        self._agent_state: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -82,6 +98,11 @@ class MetricsExporter:
         """Update the metrics from one telemetry document (a :data:`twin.telemetry.Sink`)."""
         run = (str(document.get("scenario", "")), str(document.get("run_id", "")))
         with self._lock:
+            if self.run is None:
+                self.run = run
+            if run != self.run:  # one run per exporter: another run's (or a spoofed) document adds nothing
+                self.ignored += 1
+                return
             if message_type == "status":
                 self._observe_status(run, document)
             elif message_type == "kpi":
@@ -89,7 +110,9 @@ class MetricsExporter:
             elif message_type == "telemetry":
                 self._observe_telemetry(run, document)
             elif message_type == "event":
-                self._events.labels(*run, str(document.get("kind")), str(document.get("event"))).inc()
+                kind = _bounded(str(document.get("kind")), self._kinds, MAX_KINDS)
+                event = _bounded(str(document.get("event")), self._event_names, MAX_EVENTS)
+                self._events.labels(*run, kind, event).inc()
 
     def _set_time(self, run: tuple[str, str], document: Mapping[str, Any]) -> None:
         sim_time_s = document.get("sim_time_s")
@@ -105,7 +128,11 @@ class MetricsExporter:
 
     def _observe_kpi(self, run: tuple[str, str], document: Mapping[str, Any]) -> None:
         for key, value in document.items():
-            if key in _ENVELOPE or not (value is None or isinstance(value, int | float)):
+            if (
+                key not in KPI_KEYS
+                or isinstance(value, bool)
+                or not (value is None or isinstance(value, int | float))
+            ):
                 continue
             name = kpi_metric_name(key)
             if name not in self._kpis:
@@ -118,18 +145,23 @@ class MetricsExporter:
         self._set_time(run, document)
 
     def _observe_telemetry(self, run: tuple[str, str], document: Mapping[str, Any]) -> None:
-        kind = str(document.get("kind"))
+        kind = _bounded(str(document.get("kind")), self._kinds, MAX_KINDS)
+        state = str(document.get("state", NO_STATE))
+        state = state if state in STATES else OTHER
         self._samples.labels(*run, kind).inc()
-        self._agent_state[(run[1], str(document.get("agent_id")))] = (
-            kind,
-            str(document.get("state", NO_STATE)),
-        )
-        counts = Tally(pair for (run_id, _), pair in self._agent_state.items() if run_id == run[1])
-        for series in [s for s in self._agent_series if s[:2] == run]:
-            self._agents.labels(*series).set(float(counts.get((series[2], series[3]), 0)))
-        for (kind_, state), n in counts.items():
-            self._agent_series.add((*run, kind_, state))
-            self._agents.labels(*run, kind_, state).set(float(n))
+        agent = str(document.get("agent_id"))
+        old = self._agent_state.get(agent)
+        if old is None and len(self._agent_state) >= MAX_AGENTS:
+            self.ignored += 1
+            return
+        new = (kind, state)
+        if old != new:  # O(1) per sample: move the agent from its old (kind, state) to its new one
+            self._agent_state[agent] = new
+            if old is not None:
+                self._counts[old] -= 1
+                self._agents.labels(*run, *old).set(float(self._counts[old]))
+            self._counts[new] += 1
+            self._agents.labels(*run, *new).set(float(self._counts[new]))
         self._set_time(run, document)
 
     # ---- serving ------------------------------------------------------------------------------------
@@ -163,3 +195,13 @@ class MetricsExporter:
             server.server_close()
         if thread is not None:
             thread.join(5.0)
+
+
+def _bounded(value: str, seen: set[str], limit: int) -> str:
+    """``value`` if it was seen before or fewer than ``limit`` values were; :data:`OTHER` after that."""
+    if value in seen:
+        return value
+    if len(seen) < limit:
+        seen.add(value)
+        return value
+    return OTHER

@@ -139,3 +139,22 @@ def test_a_taken_port_is_a_config_error() -> None:
     # Assert
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and str(port) in lines[0]
+
+
+def test_hostile_contents_cannot_create_series() -> None:
+    """9 000 documents with made-up runs, kinds, events, states and KPI keys: labels stay bounded."""
+    from prometheus_client import generate_latest
+
+    exporter = MetricsExporter()
+    run = {"scenario": "home-health", "run_id": "r1"}
+    exporter.observe("status", {**run, "status": "running"})
+    for i in range(3000):
+        exporter.observe("telemetry", {**run, "kind": f"kind-{i}", "agent_id": f"a{i}", "state": f"s{i}"})
+        exporter.observe("event", {**run, "kind": f"k{i}", "agent_id": f"a{i}", "event": f"e{i}"})
+        exporter.observe("kpi", {**run, "round": 1, f"made_up_{i}": 1.0, "accuracy": 0.5})
+        exporter.observe("kpi", {"scenario": "x", "run_id": f"other-{i}", "accuracy": 0.1})
+    text = generate_latest(exporter.registry).decode()
+    series = [line for line in text.splitlines() if line.startswith("twin_")]
+    assert len(series) < 250
+    assert "made_up" not in text and "other-" not in text and 'state="s1"' not in text
+    assert exporter.ignored == 3000

@@ -64,9 +64,8 @@ def test_every_json_message_of_a_run_validates_against_the_schema_it_names(
         "twin.kpi.v1",
         "twin.telemetry.v1",
     } <= names
-    for topic, document in documents:
+    for _, document in documents:
         jsonschema.validate(document, schema_by_id(document["schema"]))
-        assert topic  # every JSON message was checked against the schema it names
 
 
 def test_devices_train_from_the_global_model_as_it_arrived(tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ class _InferenceRole:
     escalate_anomalies: bool
     normal_class: int
     answered: int = 0
+    last_tick: int = -1  # ticks are answered once each, in order: a replayed tick costs no inference
 
 
 class DeviceHost:
@@ -308,6 +309,9 @@ class DeviceHost:
         if not isinstance(tick, int) or isinstance(tick, bool) or tick < 0:
             raise PayloadError("malformed", "inference tick index is not a non-negative integer")
         role = self.inference[service]
+        if tick <= role.last_tick:
+            raise PayloadError("duplicate", f"inference tick {tick} already answered")
+        role.last_tick = tick
         results = self.sense_and_infer(service, tick)
         body = {
             "schema": BATCH_REQUEST_SCHEMA,
@@ -319,7 +323,6 @@ class DeviceHost:
         topic = self.topics.request(service, self.host_id)
         signed = sign_document(body, topic, lambda t, d: self.credentials.sign(self.host_id, t, d))
         self.bus.publish(topic, encode_json(signed), qos=1)
-        del role  # the role is only looked up to fail early on an unknown service
 
     def sense_and_infer(self, service: str, tick: int) -> list[dict[str, Any]]:
         """Every device senses its window of ``tick`` and infers with the model it holds (batched).

@@ -22,6 +22,8 @@ from twin.errors import PayloadError
 log = logging.getLogger(__name__)
 
 NETWORK = "network"
+MAX_RESENDS = 4
+"""Times one sent payload is published again on request (resends back off: 2, 4, 8, 16 s of waiting)."""
 Signer = Callable[[str, str, bytes], str]
 """(sender, topic, content digest) → tag."""
 Verifier = Callable[[str, str, bytes, object], bool]
@@ -73,6 +75,7 @@ class ModelExchange:
         self._assembler = ChunkAssembler(max_bytes=max_payload_bytes)
         self._delivered: set[tuple[str, str, int, str | None]] = set()
         self._sent: dict[str, tuple[bytes, list[bytes]]] = {}
+        self._resends: dict[str, int] = {}
         self._templates: dict[str, Mapping[str, torch.Tensor]] = {}
 
     def register_template(self, service: str, template: Mapping[str, torch.Tensor]) -> None:
@@ -118,6 +121,11 @@ class ModelExchange:
         sent = self._sent.get(topic)
         if sent is None:
             return False
+        count = self._resends.get(topic, 0)
+        if count >= MAX_RESENDS:  # resend requests are not authenticated: never an amplifier
+            self.bus.stats.reject("resend_refused")
+            return True
+        self._resends[topic] = count + 1
         head, parts = sent
         if not parts:
             self.bus.publish(topic, head, qos=1)
@@ -133,6 +141,7 @@ class ModelExchange:
         """Drop kept payloads of rounds before ``round_index`` (they can no longer be asked for)."""
         for topic in [t for t in self._sent if _round_of(self.topics, t) < round_index]:
             del self._sent[topic]
+            self._resends.pop(topic, None)
 
     def request_resend(self, service: str, round_index: int, agent_id: str) -> None:
         """Ask ``agent_id`` for the chunks of its update that have not arrived."""

@@ -114,3 +114,43 @@ def test_a_run_reports_its_messages_as_authenticated(tmp_path: Path) -> None:
     )
     levels = [i for r in result.qoais for i in r.indicators if i.name == "transmission_security_level"]
     assert levels and all(i.achieved == 3 for i in levels)
+
+
+def test_one_hostile_message_of_each_new_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forged answer, a replayed tick, a flood of resend requests and an oversized plan: each is
+    refused or bounded, and none makes a host or the network do the work again."""
+    from twin.runner import RunSession
+
+    sent: list[tuple[str, bytes]] = []
+    original = LocalBus.publish
+
+    def record(self: LocalBus, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        sent.append((topic, bytes(payload)))
+        original(self, topic, payload, qos=qos, retain=retain)
+
+    monkeypatch.setattr(LocalBus, "publish", record)
+    session = RunSession(
+        RunOptions("home-health", seed=4, overrides=SMALL, broker="local", out_dir=tmp_path, rounds=2)
+    )
+    model = session.open()
+    while model.time < 3:  # round 1 done, tick 0 answered
+        session.step()
+    topics, bus = model.topics, model.bus
+    tick = next(p for t, p in sent if t == topics.tick("health-alerts"))
+    global_1 = topics.global_model("fall-detection", 1)
+    before = len(sent)
+    forged = {"schema": "twin.inference.response.v1", "run_id": model.run_id, "host": "host-0", "tick": 0}
+    bus.publish(
+        topics.response("health-alerts", "host-0"), encode_json({**forged, "answers": [], "auth": "00"})
+    )
+    bus.publish(topics.tick("health-alerts"), tick)  # a genuine, signed tick, replayed
+    for _ in range(50):
+        bus.publish(topics.resend("fall-detection", 1, "network"), b"*")
+    bus.publish(topics.select("fall-detection", 5), b'{"x":"' + b"a" * (9 << 20) + b'"}')
+    model.pump()
+    after = [t for t, _ in sent[before:]]
+    session.close()
+    rejected = bus.stats.rejected
+    assert rejected["forged"] == 1 and rejected["duplicate"] == 1 and rejected["oversized"] == 1
+    assert topics.request("health-alerts", "host-0") not in after  # the replay cost no inference
+    assert after.count(global_1) <= 4 and rejected["resend_refused"] >= 46

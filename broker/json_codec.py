@@ -24,7 +24,7 @@ def decode_json(payload: bytes, *, max_bytes: int) -> dict[str, Any]:
         raise PayloadError("oversized", f"JSON payload of {len(payload)} B exceeds the {max_bytes} B limit")
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a 5000-digit int, deep nesting
         raise PayloadError("malformed", f"payload is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise PayloadError("malformed", "JSON payload is not an object")

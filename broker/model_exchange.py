@@ -1,8 +1,14 @@
 """Model exchange over the bus: send tensors whole or chunked, reassemble, validate, dedupe, resend.
 
-Every rejected message (malformed, oversized, unknown topic, replayed) is logged and counted in
-``bus.stats`` and never raises out of :meth:`ModelExchange.receive`, so a hostile or broken publisher
-cannot crash or corrupt a run.
+Every rejected message (malformed, oversized, unknown topic, replayed, forged, over the chunk memory
+budget) is logged and counted in ``bus.stats`` and never raises out of :meth:`ModelExchange.receive`, so
+a hostile or broken publisher cannot crash or corrupt a run.
+
+Chunked payloads: the manifest carries the sender's tag over ``{model topic}/manifest`` and the
+manifest's JSON digest (``twin.auth.json_digest``, without ``auth``), checked by the same verifier as
+the model before the manifest changes anything; it lists each chunk's SHA-256, so forged chunks are
+refused as they arrive. What is held while reassembling is bounded per sender and in all (see
+:class:`broker.codec.ChunkAssembler`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,17 @@ from typing import Any
 import torch
 
 from broker.bus import Bus, Message
-from broker.codec import ChunkAssembler, ModelPayload, WireDtype, decode_model, encode_model, split_chunks
+from broker.codec import (
+    MAX_CHUNKS,
+    RESEND_MAX_BYTES,
+    ChunkAssembler,
+    Manifest,
+    ModelPayload,
+    WireDtype,
+    decode_model,
+    encode_model,
+    split_chunks,
+)
 from broker.topics import ModelTopic, Topics, parse_model_topic
 from twin.errors import PayloadError
 
@@ -52,7 +68,12 @@ class ResendRequest:
 
 
 class ModelExchange:
-    """Publishes and receives model tensors for one run."""
+    """Publishes and receives model tensors for one run.
+
+    Memory budget of reassembly: held chunk bytes ≤ 2 × ``max_payload_bytes`` per sender (the topic's
+    device, or ``network``) and ≤ 4 × ``max_payload_bytes`` in all, at most 64 partial payloads per sender
+    and 10,000 in all; partials of past rounds (:meth:`forget_received`) or idle for 10 minutes are dropped.
+    """
 
     def __init__(
         self,
@@ -110,6 +131,11 @@ class ModelExchange:
             self._sent[topic] = (payload, [])
             return len(payload)
         manifest, chunks = split_chunks(payload, self.chunk_bytes)
+        if self.signer is not None:
+            manifest_topic = f"{topic}/manifest"
+            manifest = manifest.signed(
+                self.signer(_sender(self.topics, topic), manifest_topic, manifest.digest())
+            )
         self._sent[topic] = (manifest.to_bytes(), chunks)
         self.bus.publish(f"{topic}/manifest", manifest.to_bytes(), qos=1, retain=retain)
         for i, chunk in enumerate(chunks):
@@ -132,7 +158,7 @@ class ModelExchange:
             return True
         if chunks is None:
             self.bus.publish(f"{topic}/manifest", head, qos=1)
-        for i in chunks if chunks is not None else range(len(parts)):
+        for i in sorted(set(chunks)) if chunks is not None else range(len(parts)):
             if 0 <= i < len(parts):
                 self.bus.publish(f"{topic}/chunk/{i}", parts[i], qos=1)
         return True
@@ -143,8 +169,21 @@ class ModelExchange:
             del self._sent[topic]
             self._resends.pop(topic, None)
 
+    def forget_received(self, round_index: int, *, service: str | None = None) -> None:
+        """Drop partly received payloads of rounds before ``round_index`` (of ``service`` when given).
+
+        Their chunks are counted ``rejected_chunks_expired``.
+        """
+        self._assembler.forget(round_index, service=service)
+        self._count_dropped()
+
+    @property
+    def assembler(self) -> ChunkAssembler:
+        """The reassembly state of chunked payloads received (read it, e.g. ``held_bytes``)."""
+        return self._assembler
+
     def request_resend(self, service: str, round_index: int, agent_id: str) -> None:
-        """Ask ``agent_id`` for the chunks of its update that have not arrived."""
+        """Ask ``agent_id`` for the chunks of its update that have not arrived (≤ MAX_CHUNKS indices)."""
         key = self.topics.update(service, round_index, agent_id)
         missing = self._assembler.missing(key)
         body = b"*" if missing is None else ",".join(str(i) for i in missing).encode()
@@ -166,6 +205,8 @@ class ModelExchange:
         except PayloadError as exc:
             self._reject(exc.kind, message.topic, str(exc))
             return None
+        finally:
+            self._count_dropped()
 
     def _receive_model(self, parsed: ModelTopic, message: Message) -> ReceivedModel | None:
         key = (
@@ -176,13 +217,30 @@ class ModelExchange:
         ident = (parsed.kind, parsed.service, parsed.round_index, parsed.agent_id)
         if ident in self._delivered:
             raise PayloadError("duplicate", "model message already delivered (replayed or re-sent)")
+        sender = parsed.agent_id if parsed.kind == "update" and parsed.agent_id is not None else NETWORK
+        service, round_index = parsed.service, parsed.round_index
         if parsed.part == "whole":
             payload: bytes | None = message.payload
         elif parsed.part == "manifest":
-            payload = self._assembler.add_manifest(key, message.payload)
+            manifest = Manifest.from_bytes(message.payload, max_bytes=self.max_payload_bytes)
+            manifest_topic = f"{key}/manifest"
+            if self.verifier is not None and not self.verifier(
+                sender, manifest_topic, manifest.digest(), manifest.auth
+            ):
+                raise PayloadError("forged", f"chunk manifest not authenticated as {sender}")
+            payload = self._assembler.add_manifest(
+                key, manifest, sender=sender, service=service, round_index=round_index
+            )
         else:
             assert parsed.chunk_index is not None
-            payload = self._assembler.add_chunk(key, parsed.chunk_index, message.payload)
+            payload = self._assembler.add_chunk(
+                key,
+                parsed.chunk_index,
+                message.payload,
+                sender=sender,
+                service=service,
+                round_index=round_index,
+            )
         if payload is None:
             return None
         model = decode_model(
@@ -192,12 +250,16 @@ class ModelExchange:
             parsed.agent_id is not None and model.metadata.get("agent_id") != parsed.agent_id
         ):
             raise PayloadError("malformed", "model metadata does not match its topic (round or sender)")
-        sender = parsed.agent_id if parsed.kind == "update" and parsed.agent_id is not None else NETWORK
         tag = model.metadata.get("auth")
         if self.verifier is not None and not self.verifier(sender, key, model.digest, tag):
             raise PayloadError("forged", f"model message not authenticated as {sender}")
         self._delivered.add(ident)
         return ReceivedModel(parsed.kind, parsed.service, parsed.round_index, parsed.agent_id, model)
+
+    def _count_dropped(self) -> None:
+        """Count the held chunks the assembler let go (forged, over a bound, expired)."""
+        for kind, n in self._assembler.take_counts().items():
+            self.bus.stats.rejected[kind] += n
 
     def _reject(self, kind: str, topic: str, why: str) -> None:
         self.bus.stats.reject(kind)
@@ -205,14 +267,19 @@ class ModelExchange:
 
 
 def _parse_resend(parsed: ModelTopic, body: bytes) -> ResendRequest:
+    """``*`` or comma-separated chunk indices (each < MAX_CHUNKS; sorted, each once)."""
     assert parsed.agent_id is not None
     if body == b"*":
         return ResendRequest(parsed.service, parsed.round_index, parsed.agent_id, None)
-    try:
-        chunks = tuple(int(x) for x in body.decode().split(",") if x)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError("malformed", "resend request is not a list of chunk indices") from exc
-    return ResendRequest(parsed.service, parsed.round_index, parsed.agent_id, chunks)
+    if len(body) > RESEND_MAX_BYTES:
+        raise PayloadError("oversized", f"resend request of {len(body)} B exceeds {RESEND_MAX_BYTES} B")
+    parts = body.split(b",")
+    if not all(p.isdigit() and len(p) <= 4 for p in parts if p):  # bytes.isdigit: ASCII digits only
+        raise PayloadError("malformed", "resend request is not a list of chunk indices")
+    chunks = sorted({int(p) for p in parts if p})
+    if chunks and chunks[-1] >= MAX_CHUNKS:
+        raise PayloadError("malformed", f"resend request names a chunk index ≥ {MAX_CHUNKS}")
+    return ResendRequest(parsed.service, parsed.round_index, parsed.agent_id, tuple(chunks))
 
 
 def _round_of(topics: Topics, topic: str) -> int:

@@ -150,7 +150,7 @@ def parse_model_topic(topics: Topics, topic: str) -> ModelTopic | None:
     if not topic.startswith(prefix):
         return None
     parts = topic[len(prefix) :].split("/")
-    if len(parts) < 3 or not parts[1].isdigit():
+    if len(parts) < 3 or not _is_index(parts[1]):
         return None
     service, round_index, kind, rest = parts[0], int(parts[1]), parts[2], parts[3:]
     agent_id: str | None = None
@@ -166,9 +166,14 @@ def parse_model_topic(topics: Topics, topic: str) -> ModelTopic | None:
         return ModelTopic(service, round_index, kind, agent_id, "whole", None)
     if rest == ["manifest"]:
         return ModelTopic(service, round_index, kind, agent_id, "manifest", None)
-    if len(rest) == 2 and rest[0] == "chunk" and rest[1].isdigit():
+    if len(rest) == 2 and rest[0] == "chunk" and _is_index(rest[1]):
         return ModelTopic(service, round_index, kind, agent_id, "chunk", int(rest[1]))
     return None
+
+
+def _is_index(segment: str) -> bool:
+    """ASCII digits, at most 18 (``"²".isdigit()`` is true, and ``int`` refuses 4,300 digits)."""
+    return segment.isascii() and segment.isdigit() and len(segment) <= 18
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

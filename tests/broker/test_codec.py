@@ -111,9 +111,25 @@ def test_missing_chunks_are_reported_and_duplicates_refused() -> None:
     assert assembler.add_chunk("k", 1, chunks[1]) == b"x" * 2500
 
 
+def test_corrupted_chunk_is_refused_and_the_real_one_still_completes() -> None:
+    """A flipped byte in a chunk does not match the manifest's chunk_sha256: refused as forged, held apart."""
+    payload = b"abcdefgh" * 300
+    manifest, chunks = split_chunks(payload, 1000)
+    assembler = ChunkAssembler(max_bytes=1 << 20)
+    assembler.add_manifest("k", manifest.to_bytes())
+    assembler.add_chunk("k", 0, chunks[0])
+    with pytest.raises(PayloadError) as info:
+        assembler.add_chunk("k", 2, b"Z" + chunks[2][1:])
+    assert info.value.kind == "forged"
+    assert assembler.missing("k") == [1, 2]
+    assembler.add_chunk("k", 1, chunks[1])
+    assert assembler.add_chunk("k", 2, chunks[2]) == payload
+
+
 def test_corrupted_chunk_fails_digest() -> None:
-    """A flipped byte in a chunk makes reassembly fail its SHA-256 check (malformed)."""
+    """Without chunk_sha256 (older manifests) a flipped byte makes reassembly fail its SHA-256 check."""
     manifest, chunks = split_chunks(b"abcdefgh" * 300, 1000)
+    manifest = Manifest(manifest.n_chunks, manifest.sha256, manifest.total_bytes)
     assembler = ChunkAssembler(max_bytes=1 << 20)
     assembler.add_manifest("k", manifest.to_bytes())
     assembler.add_chunk("k", 0, chunks[0])

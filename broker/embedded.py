@@ -47,19 +47,40 @@ class EmbeddedBroker:
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Without ``port`` a free
     loopback port is chosen (and another one if that one is taken before the broker binds it).
+    ``password_file`` (``user:hash`` lines) admits only its users (required off loopback);
+    ``certfile`` and ``keyfile`` make it serve TLS (see :func:`broker.embedded_server.serve`).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        password_file: str | Path | None = None,
+        certfile: str | Path | None = None,
+        keyfile: str | Path | None = None,
+    ) -> None:
         self.host = host
         self._auto_port = port is None
         self.port = port or _free_port(host)
+        self._security = [
+            arg
+            for flag, value in (
+                ("--password-file", password_file),
+                ("--tls-cert", certfile),
+                ("--tls-key", keyfile),
+            )
+            if value is not None
+            for arg in (flag, str(value))
+        ]
+        self._tls = certfile is not None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
 
     @property
     def url(self) -> str:
-        """``mqtt://host:port`` of this broker."""
-        return f"mqtt://{self.host}:{self.port}"
+        """``mqtt://host:port`` of this broker (``mqtts://`` when it serves TLS)."""
+        return f"{'mqtts' if self._tls else 'mqtt'}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -94,6 +115,7 @@ class EmbeddedBroker:
             str(self.port),
             "--parent-pid",
             str(os.getpid()),
+            *self._security,
         ]
         self._lines = queue.Queue()
         proc = subprocess.Popen(

@@ -7,6 +7,7 @@ Every field of a scenario's config is addressable with a dotted key (``fl.rounds
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -51,6 +52,14 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _number(text: str) -> int | float:
+    """``text`` as an exact int when it is one (``12``), else as a float (``1e3``, ``nan``)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _coerce(key: str, raw: Any, tp: Any) -> Any:
     """Convert ``raw`` (a string from the CLI or a TOML value) to the field type ``tp``."""
     origin = get_origin(tp)
@@ -83,19 +92,22 @@ def _coerce(key: str, raw: Any, tp: Any) -> Any:
         if isinstance(raw, bool):
             raise ConfigError(f"--set {key}: expected int, got {raw!r}")
         try:
-            value = float(raw) if isinstance(raw, str) else raw
+            value = _number(raw) if isinstance(raw, str) else raw
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"--set {key}: expected int, got {raw!r}") from exc
     if tp is float:
         try:
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw)
-        except (TypeError, ValueError) as exc:
+            number = float(raw)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"--set {key}: expected float, got {raw!r}") from exc
+        if not math.isfinite(number):
+            raise ConfigError(f"--set {key}: expected float, got {raw!r} (not finite)")
+        return number
     if tp is str:
         return str(raw)
     if origin is tuple:
@@ -138,7 +150,7 @@ def _replace(config: Any, overrides: Mapping[str, Any], prefix: str) -> Any:
         return config
     try:
         return dataclasses.replace(config, **changes)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ConfigError(f"--set {prefix.rstrip('.') or 'config'}: {exc}") from exc
 
 
@@ -153,14 +165,22 @@ def parse_set_options(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite number (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_positive(owner: str, **values: float) -> None:
-    """Raise ``ValueError`` naming the first value that is not > 0."""
+    """Raise ``ValueError`` naming the first value that is not a finite number > 0 (NaN and ±inf fail)."""
     for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{owner}.{name} must be > 0, got {value}")
+        if not (value > 0 and _finite(value)):
+            raise ValueError(f"{owner}.{name} must be > 0 and finite, got {value}")
 
 
 def check_range(owner: str, name: str, value: float, low: float, high: float) -> None:
-    """Raise ``ValueError`` unless ``low <= value <= high``."""
-    if not low <= value <= high:
+    """Raise ``ValueError`` unless ``low <= value <= high`` and ``value`` is finite (NaN and ±inf fail)."""
+    if not (low <= value <= high and _finite(value)):
         raise ValueError(f"{owner}.{name} must be within [{low}, {high}], got {value}")

@@ -43,7 +43,8 @@ def export_run(run_dir: Path, output_format: str, out_dir: Path | None = None) -
         The files written, or for ``parquet`` into the run directory itself, the tables already there.
 
     Raises:
-        ConfigError: unknown format, or ``run_dir`` is not a run directory.
+        ConfigError: unknown format, ``run_dir`` is not a run directory, one of its tables cannot be
+            read (nothing is written then), or ``out_dir`` cannot be written.
     """
     if output_format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
@@ -53,14 +54,30 @@ def export_run(run_dir: Path, output_format: str, out_dir: Path | None = None) -
     if not tables:
         raise ConfigError(f"{run_dir}: no Parquet tables here; is it a run directory (runs/<run_id>)?")
     target = out_dir if out_dir is not None else run_dir
-    target.mkdir(parents=True, exist_ok=True)
+    frames = {table: None if output_format == "parquet" else _read_table(table) for table in tables}
     written: list[Path] = []
-    for table in tables:
-        dest = target / f"{table.stem}.{output_format}"
-        if output_format == "parquet":
-            if dest.resolve() != table.resolve():
-                shutil.copyfile(table, dest)
-        else:
-            write_table(pd.read_parquet(table), dest, output_format)
-        written.append(dest)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for table, frame in frames.items():
+            dest = target / f"{table.stem}.{output_format}"
+            if frame is None:
+                if dest.resolve() != table.resolve():
+                    shutil.copyfile(table, dest)
+            else:
+                write_table(frame, dest, output_format)
+            written.append(dest)
+    except OSError as exc:
+        where = "--out " if out_dir is not None else ""
+        raise ConfigError(f"{where}{target}: cannot write the tables there ({exc.strerror or exc})") from exc
     return written
+
+
+def _read_table(table: Path) -> pd.DataFrame:
+    """One Parquet table of a run directory, or a :class:`ConfigError` naming it if it cannot be read."""
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(table)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{table}: not a readable Parquet table ({reason})") from exc

@@ -18,16 +18,26 @@ event      ``agents/{kind}/{agent_id}/events``          1    no
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from broker.bus import Bus
 from broker.json_codec import decode_json, encode_json
 from broker.topics import PREFIX, Topics
-from twin.errors import PayloadError, TwinError
-from twin.schemas import SCHEMA_IDS
+from twin.auth import json_digest, sign_document, signed_bytes
+from twin.errors import ConfigError, PayloadError, TwinError
+from twin.schemas import SCHEMA_IDS, load_schema
 
 SCHEMAS = SCHEMA_IDS
 """Message type → ``schema`` value of its payloads."""
@@ -47,6 +57,70 @@ MAX_MESSAGE_BYTES = 1 << 20
 Sink = Callable[[str, Mapping[str, Any]], None]
 """Something told of every published document: ``sink(message_type, document)``."""
 
+RUN_KEY_FILE = "run_key.pub"
+"""File of the run directory holding the run's public key (hex), the one its meta and statuses verify with."""
+
+TELEMETRY_FILE = "telemetry.parquet"
+"""Table of the run directory holding every agent's telemetry samples."""
+
+MAX_TELEMETRY_ROWS = 5_000_000
+"""Telemetry samples kept for ``telemetry.parquet`` at most (later ones are counted, not kept)."""
+
+_ENVELOPE = ("schema", "run_id", "scenario")
+
+
+class RunSigner:
+    """The run's Ed25519 key: signs its meta and statuses (and its last will) so a watcher can tell them.
+
+    Random per run, made before the run connects to its broker (the last will is signed at connect
+    time); only its public key leaves the process, in the meta and in ``runs/<run_id>/run_key.pub``.
+    """
+
+    def __init__(self) -> None:
+        self._key = Ed25519PrivateKey.generate()
+        self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def sign(self, topic: str, digest: bytes) -> str:
+        """The signature (hex) over a message: its topic, a newline and its content digest."""
+        return self._key.sign(signed_bytes(topic, digest)).hex()
+
+    def save_public_key(self, run_dir: Path) -> Path:
+        """Write the public key (hex) to ``run_dir/run_key.pub``; returns the file."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / RUN_KEY_FILE
+        path.write_text(self.public_key.hex() + "\n")
+        return path
+
+
+def load_public_key(path: Path) -> bytes:
+    """A run's public key from its ``run_key.pub`` (64 hex digits).
+
+    Raises:
+        ConfigError: missing, unreadable or not a key.
+    """
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--key {path}: cannot read it ({exc})") from exc
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ConfigError(
+            f"--key {path}: not a run's public key (64 hex digits, as in runs/<run_id>/{RUN_KEY_FILE})"
+        )
+    return bytes.fromhex(text)
+
+
+def verify_document(document: Mapping[str, Any], topic: str, public_key: bytes) -> bool:
+    """Whether ``document``'s ``auth`` is the signature of ``public_key``'s holder for ``topic``."""
+    tag = document.get("auth")
+    if not isinstance(tag, str):
+        return False
+    try:
+        digest = json_digest(document)
+        Ed25519PublicKey.from_public_bytes(public_key).verify(bytes.fromhex(tag), signed_bytes(topic, digest))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
 
 def json_safe(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``fields`` with every non-finite float (NaN, ±inf) replaced by ``None`` (JSON ``null``)."""
@@ -61,9 +135,62 @@ def status_document(run_id: str, scenario: str, status: str, fields: Mapping[str
     )
 
 
-def status_payload(run_id: str, scenario: str, status: str, **fields: Any) -> bytes:
-    """A status document as bytes (also used as the MQTT last will with ``status='aborted'``)."""
-    return encode_json(status_document(run_id, scenario, status, fields))
+def status_payload(
+    run_id: str, scenario: str, status: str, *, signer: RunSigner | None = None, **fields: Any
+) -> bytes:
+    """A status document as bytes (also used as the MQTT last will with ``status='aborted'``).
+
+    With ``signer``, the document carries the run's signature (``auth``) for its status topic.
+    """
+    document = status_document(run_id, scenario, status, fields)
+    if signer is not None:
+        document = sign_document(document, Topics(run_id).status, signer.sign)
+    return encode_json(document)
+
+
+class TelemetryTable:
+    """Every agent's telemetry samples of a run, kept compactly for ``telemetry.parquet``.
+
+    Samples are gathered as rows and turned into Arrow tables every ``chunk_rows`` (a few bytes per
+    value), at most :data:`MAX_TELEMETRY_ROWS` of them; the envelope (``schema``, ``run_id``,
+    ``scenario``) is left out, it is the same for every row.
+    """
+
+    def __init__(self, *, chunk_rows: int = 50_000, max_rows: int = MAX_TELEMETRY_ROWS) -> None:
+        self.chunk_rows = chunk_rows
+        self.max_rows = max_rows
+        self.rows = 0
+        self.dropped = 0
+        self._pending: list[dict[str, Any]] = []
+        self._chunks: list[pa.Table] = []
+
+    def append(self, document: Mapping[str, Any]) -> None:
+        """Keep one sample (a telemetry document)."""
+        if self.rows >= self.max_rows:
+            self.dropped += 1
+            return
+        self.rows += 1
+        self._pending.append({k: v for k, v in document.items() if k not in _ENVELOPE})
+        if len(self._pending) >= self.chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            rows = self._pending
+            columns = dict.fromkeys(key for row in rows for key in row)  # every key, in first-seen order
+            self._chunks.append(pa.table({key: [row.get(key) for row in rows] for key in columns}))
+            self._pending = []
+
+    def table(self) -> pa.Table:
+        """Every sample kept, one row each, in publication order (columns: the union of the samples')."""
+        self._flush()
+        if not self._chunks:
+            return pa.table({})
+        return pa.concat_tables(self._chunks, promote_options="permissive")
+
+    def write(self, path: Path) -> None:
+        """Write the samples as Parquet (an empty table when there were none)."""
+        pq.write_table(self.table(), path)
 
 
 class TelemetryPublisher:
@@ -71,16 +198,23 @@ class TelemetryPublisher:
 
     Attributes:
         events: every event document published, in order (written to ``events.parquet``).
+        samples: every agent telemetry sample published (written to ``telemetry.parquet``).
         sinks: callables told of every document (e.g. the Prometheus exporter).
+        signer: the run's key; when set, the meta (with its public key) and statuses are signed.
     """
 
-    def __init__(self, bus: Bus, topics: Topics, scenario: str) -> None:
+    def __init__(self, bus: Bus, topics: Topics, scenario: str, *, signer: RunSigner | None = None) -> None:
         self.bus = bus
         self.topics = topics
         self.scenario = scenario
         self.run_id = topics.run_id
         self.events: list[dict[str, Any]] = []
+        self.samples = TelemetryTable()
         self.sinks: list[Sink] = []
+        self.signer = signer
+
+    def _signed(self, topic: str, document: dict[str, Any]) -> dict[str, Any]:
+        return document if self.signer is None else sign_document(document, topic, self.signer.sign)
 
     def _base(self, message_type: str) -> dict[str, Any]:
         return {"schema": SCHEMAS[message_type], "run_id": self.run_id, "scenario": self.scenario}
@@ -96,11 +230,15 @@ class TelemetryPublisher:
         document = json_safe({**self._base("meta"), **fields})
         if isinstance(document.get("config"), Mapping):
             document["config"] = json_safe(document["config"])
-        self._publish("meta", self.topics.meta, document)
+        if self.signer is not None:
+            document["run_public_key"] = self.signer.public_key.hex()
+        self._publish("meta", self.topics.meta, self._signed(self.topics.meta, document))
 
     def status(self, status: str, **fields: Any) -> None:
         """Retained run status: ``running``, then ``finished``, ``stopped`` or ``aborted``."""
-        document = status_document(self.run_id, self.scenario, status, fields)
+        document = self._signed(
+            self.topics.status, status_document(self.run_id, self.scenario, status, fields)
+        )
         self._publish("status", self.topics.status, document)
 
     def finish(self, status: str, *, timeout_s: float = 5.0, **fields: Any) -> bool:
@@ -110,7 +248,9 @@ class TelemetryPublisher:
         everything the run published before it is on its way to subscribers. Some brokers (amqtt,
         the embedded one) drop what they have not passed on yet when the publisher disconnects.
         """
-        document = status_document(self.run_id, self.scenario, status, fields)
+        document = self._signed(
+            self.topics.status, status_document(self.run_id, self.scenario, status, fields)
+        )
         try:
             self.bus.subscribe(self.topics.status)
         except TwinError:
@@ -142,7 +282,9 @@ class TelemetryPublisher:
             "sim_time_s": sim_time_s,
             **fields,
         }
-        self._publish("telemetry", self.topics.telemetry(kind, agent_id), json_safe(doc))
+        document = json_safe(doc)
+        self.samples.append(document)
+        self._publish("telemetry", self.topics.telemetry(kind, agent_id), document)
 
     def event(
         self, kind: str, agent_id: str, step: int, sim_time_s: float, event: str, **fields: Any
@@ -172,6 +314,7 @@ class TelemetryMessage:
     document: dict[str, Any]
     kind: str | None = None
     agent_id: str | None = None
+    topic: str = ""
 
 
 def subscription_filters(run_id: str = "+") -> list[str]:
@@ -202,10 +345,14 @@ def classify_topic(topic: str) -> tuple[str, str, str | None, str | None] | None
 def parse_message(topic: str, payload: bytes) -> TelemetryMessage | None:
     """Decode a message of the telemetry contract; ``None`` for other topics and empty payloads.
 
-    An empty payload is how a retained message is deleted, so it carries no document.
+    An empty payload is how a retained message is deleted, so it carries no document. Every document
+    is checked against its JSON Schema, and the run (and agent) it names must be those of its topic,
+    so what is returned can be used without further checks. Nothing here says who sent it: see
+    :func:`verify_document` for the run's signature on metas and statuses.
 
     Raises:
-        PayloadError: the payload is not a JSON object, is too large, or names another schema.
+        PayloadError: the payload is not a JSON object, is too large, names another schema, does not
+            validate against it, or names another run or agent than its topic.
     """
     where = classify_topic(topic)
     if where is None or not payload:
@@ -216,4 +363,69 @@ def parse_message(topic: str, payload: bytes) -> TelemetryMessage | None:
         raise PayloadError(
             "malformed", f"{topic}: schema {document.get('schema')!r}, expected {SCHEMAS[message_type]!r}"
         )
-    return TelemetryMessage(message_type, run_id, document, kind, agent_id)
+    error = schema_error(document, load_schema(message_type))
+    if error is not None:
+        raise PayloadError("malformed", f"{topic}: not a valid {SCHEMAS[message_type]}: {error}")
+    named = (document.get("run_id"), document.get("kind", kind), document.get("agent_id", agent_id))
+    if named != (run_id, kind, agent_id):
+        raise PayloadError("malformed", f"{topic}: the document names another run or agent than its topic")
+    return TelemetryMessage(message_type, run_id, document, kind, agent_id, topic)
+
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+    ),
+}
+
+
+@cache
+def _pattern(regex: str) -> re.Pattern[str]:
+    return re.compile(regex)
+
+
+def schema_error(value: Any, schema: Mapping[str, Any], where: str = "") -> str | None:
+    """The first way ``value`` breaks ``schema`` (``None``: it validates).
+
+    Covers the JSON Schema keywords the shipped schemas use (``type``, ``const``, ``enum``,
+    ``minimum``, ``maximum``, ``pattern``, ``required``, ``properties``, ``additionalProperties``) with
+    draft 2020-12's meaning; annotations (``description``, ``format`` …) are not checked.
+    """
+    at = where or "document"
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else types
+        if not any(_JSON_TYPES[name](value) for name in names):
+            return f"{at}: expected {' or '.join(names)}, got {type(value).__name__}"
+    if "const" in schema and value != schema["const"]:
+        return f"{at}: must be {schema['const']!r}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{at}: must be one of {', '.join(map(str, schema['enum']))}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{at}: below {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{at}: above {schema['maximum']}"
+    if isinstance(value, str) and "pattern" in schema and not _pattern(schema["pattern"]).search(value):
+        return f"{at}: does not match {schema['pattern']}"
+    if isinstance(value, dict):
+        missing = [key for key in schema.get("required", ()) if key not in value]
+        if missing:
+            return f"{at}: {missing[0]!r} is missing"
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            sub = properties.get(key, extra)
+            if sub is False:
+                return f"{at}: unexpected key {key!r}"
+            if isinstance(sub, Mapping):
+                error = schema_error(item, sub, f"{where}.{key}" if where else str(key))
+                if error is not None:
+                    return error
+    return None

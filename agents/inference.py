@@ -55,10 +55,15 @@ class InferenceConfig:
     """How often devices infer and when they escalate to the network."""
 
     enabled: bool = True
+    """Whether devices run inference on what they sense."""
     interval_s: float = 5.0
+    """Simulated time between two inferences of a device."""
     confidence_threshold: float = 0.9
+    """Confidence below which a device escalates to the network, in [0, 1]."""
     escalate_anomalies: bool = True
+    """Whether a device also escalates every anomaly it detects."""
     result_bits: int = 256
+    """Size of the answer the network sends back."""
 
     def __post_init__(self) -> None:
         check_positive("inference", interval_s=self.interval_s, result_bits=self.result_bits)

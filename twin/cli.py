@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -48,10 +48,37 @@ def list_scenarios() -> None:
     console.print(table)
 
 
+ScenarioArgument = Annotated[
+    str,
+    typer.Argument(
+        help="Scenario name (see `twin list`), or a .py file or module that registers one "
+        "(`path.py:name` picks one of several)."
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML config file: the same dotted keys as --set, in tables (--set overrides it); "
+        "a run's config.toml repeats that run.",
+    ),
+]
+
+
 @app.command("run")
 def run(
-    scenario: Annotated[str, typer.Argument(help="Scenario name (see `twin list`).")],
-    seed: SeedOption = 0,
+    scenario: Annotated[
+        str | None,
+        typer.Argument(
+            help="Scenario name (see `twin list`), or a .py file or module that registers one "
+            "(`path.py:name` picks one of several); may come from --config instead.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of every random stream [default: --config's, else 0].")
+    ] = None,
+    config: ConfigOption = None,
     until: Annotated[float | None, typer.Option("--until", help="Stop at this simulated time (s).")] = None,
     rounds: Annotated[int | None, typer.Option("--rounds", help="Number of federated rounds.")] = None,
     set_: SetOption = None,
@@ -78,17 +105,20 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario; show progress, then its KPI and QoAIS summary and its run directory."""
-    from twin.runner import RunOptions, run_calculation, run_scenario
+    from twin.config_file import overrides_with_file, read_config_file, scenario_and_seed
+    from twin.runner import RunOptions, RunSession, run_calculation, run_session
     from usecases import registry
     from usecases.registry import CalculationScenario
 
     if output_format not in ("table", "json"):
         raise ConfigError(f"--format must be table or json, got {output_format!r}")
 
+    config_file = read_config_file(config) if config is not None else None
+    scenario, seed = scenario_and_seed(scenario, seed, config_file)
     options = RunOptions(
         scenario=scenario,
         seed=seed,
-        overrides=parse_set_options(set_ or []),
+        overrides=overrides_with_file(scenario, config_file, parse_set_options(set_ or [])),
         broker=broker,
         out_dir=out,
         until_s=until,
@@ -109,6 +139,7 @@ def run(
         console.print(f"run directory: {calc.run_dir}")
         return
     started = time.monotonic()
+    session = RunSession(options)  # bad options are refused here, before any progress line is printed
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -133,7 +164,11 @@ def run(
                 info=f"t={model.time:7.1f} s  round {len(rows)}/{state.get('total')}  accuracy {acc}",
             )
 
-        result = run_scenario(options, on_step=on_step, on_model=on_model)
+        from twin.cli_stream import announce_run  # run id, broker, metrics URL: before the first round
+
+        result = run_session(
+            session, on_step=on_step, on_model=on_model, on_start=lambda s: announce_run(s, progress.console)
+        )
     if output_format == "json":
         document = {
             **result.summary,
@@ -190,22 +225,36 @@ def _print_summary(result: Any, wall_s: float) -> None:
 @app.command("check")
 def check(
     target: Annotated[
-        str, typer.Argument(help="A scenario name, or a Python module that registers scenarios.")
+        str,
+        typer.Argument(
+            help="A scenario name, a Python module that registers scenarios, or the path of a .py file."
+        ),
     ],
 ) -> None:
-    """Check that a (user-written) use case honours the engine's contracts; exit 2 if it does not."""
+    """Check that a (user-written) use case honours the engine's contracts; exit 2 if it does not.
+
+    Every exception of the use case's code (importing, registering, building, running) is reported as a
+    failed check with the line of the user's file that raised; the other checks still run.
+    """
     from usecases import registry
-    from usecases.check import check_scenario, load
+    from usecases.check import UseCaseLoadError, check_scenario
     from usecases.registry import CalculationScenario
 
     failed = False
-    for name in load(target):
+    try:
+        names = registry.resolve(target)  # usecases.check.load, once per process; also `file.py:name`
+    except UseCaseLoadError as exc:
+        failed = True
+        names = exc.scenarios
+        console.print(f"[red]✗[/red] {target}", highlight=False)
+        console.print(f"    - {exc}", highlight=False, markup=False, soft_wrap=True)
+    for name in names:
         problems = check_scenario(name)
         if problems:
             failed = True
-            console.print(f"[red]✗[/red] {name}")
+            console.print(f"[red]✗[/red] {name}", highlight=False)
             for problem in problems:
-                console.print(f"    - {problem}")
+                console.print(f"    - {problem}", highlight=False, markup=False, soft_wrap=True)
         else:
             what = (
                 "config and computation"
@@ -219,20 +268,60 @@ def check(
 
 @app.command("broker")
 def broker_cmd(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 1883,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on; anything but loopback needs --password-file.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (default 1883, or 8883 with TLS).")] = 0,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="user:hash lines (mosquitto_passwd, or argon2): only these users may connect."),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate to serve TLS (mqtts) with.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_self_signed: Annotated[
+        bool, typer.Option(help="Serve TLS with a throw-away self-signed certificate (its path is printed).")
+    ] = False,
 ) -> None:
-    """Serve the embedded MQTT broker alone (for external tools) until Ctrl-C."""
-    from broker.embedded_server import serve
+    """Serve the embedded MQTT broker alone (for external tools) until Ctrl-C.
 
-    def ready() -> None:
-        console.print(f"embedded MQTT broker listening on mqtt://{host}:{port} (Ctrl-C to stop)")
+    Anonymous on loopback (the default); on any other interface only with --password-file. TLS with
+    --tls-cert/--tls-key, or --tls-self-signed for a certificate made now (clients trust that file).
+    """
+    import shutil
+    import tempfile
 
-    serve(host, port, on_ready=ready)
+    from broker.embedded_server import BrokerSecurityError, check_security, self_signed_certificate, serve
+
+    if tls_self_signed and (tls_cert is not None or tls_key is not None):
+        raise BrokerSecurityError("--tls-self-signed makes its own certificate: drop --tls-cert/--tls-key")
+    tls = tls_self_signed or tls_cert is not None or tls_key is not None
+    port = port or (8883 if tls else 1883)
+    check_security(host, password_file, tls_cert, tls_key)  # before making a certificate
+    folder = tempfile.mkdtemp(prefix="twin-broker-tls-") if tls_self_signed else None
+    try:
+        if folder is not None:
+            tls_cert, tls_key = self_signed_certificate(folder, host)
+            console.print(f"self-signed TLS certificate: {tls_cert} (clients trust it)", soft_wrap=True)
+        scheme = "mqtts" if tls else "mqtt"
+        who = "users of " + str(password_file) if password_file is not None else "anyone (anonymous)"
+
+        def ready() -> None:
+            console.print(
+                f"embedded MQTT broker listening on {scheme}://{host}:{port} for {who} (Ctrl-C to stop)",
+                soft_wrap=True,
+                highlight=False,
+            )
+
+        serve(host, port, on_ready=ready, password_file=password_file, certfile=tls_cert, keyfile=tls_key)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     console.print("stopping")
 
 
+from twin import cli_config as cli_config  # noqa: E402,F401  (registers config)
 from twin import cli_device, cli_stream  # noqa: E402,F401  (registers device, watch, export)
+from twin import cli_study as cli_study  # noqa: E402,F401  (registers sweep, compare, report)
 from twin import cli_viz as cli_viz  # noqa: E402,F401  (registers viz)
 
 
@@ -240,10 +329,28 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and a documented exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        code = app(standalone_mode=False)
     except TwinError as exc:
         err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted", highlight=False)
+        sys.exit(1)
+    except typer.TyperException as exc:  # unknown option or command, an option of the wrong type
+        _usage_error(exc)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _usage_error(exc: typer.TyperException) -> NoReturn:
+    """A command-line usage error as one line (``error: … (see `twin run --help`)``) and its exit code."""
+    code = getattr(exc, "exit_code", 2)
+    if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err_console.print(f"error: {message}{hint}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

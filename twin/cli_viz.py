@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from twin.cli import SeedOption, SetOption, app, err_console
+from twin.cli import ScenarioArgument, SeedOption, SetOption, app, err_console
 from twin.config import parse_set_options
 from twin.errors import ConfigError
 
@@ -43,7 +43,7 @@ def solara_command(*, host: str, port: int, open_browser: bool) -> list[str]:
 
 @app.command("viz")
 def viz(
-    scenario: Annotated[str, typer.Argument(help="Scenario name (see `twin list`).")],
+    scenario: ScenarioArgument,
     seed: SeedOption = 0,
     set_: SetOption = None,
     broker: Annotated[
@@ -60,15 +60,17 @@ def viz(
     from twin.runner import broker_security, resolve_config
     from twin.viz import assets
     from twin.viz.app import LaunchSettings
+    from usecases import registry
 
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be within [0, 65535], got {port}")
     overrides = parse_set_options(set_ or [])
-    resolve_config(scenario, overrides)
+    resolve_config(registry.resolve_one(scenario), overrides)
     broker_security(broker)
-    settings = LaunchSettings(scenario, seed, overrides, broker, str(out) if out is not None else "")
+    target = _portable_target(scenario)  # the page's process imports it again
+    settings = LaunchSettings(target, seed, overrides, broker, str(out) if out is not None else "")
     missing = assets.missing_packages()
     if missing:
         err_console.print(
@@ -88,3 +90,14 @@ def viz(
         code = server.wait()
     if code:
         raise typer.Exit(code)
+
+
+def _portable_target(target: str) -> str:
+    """``target`` with the path of a ``.py`` file made absolute (``file.py`` or ``file.py:name``)."""
+    source, sep, name = target.rpartition(":")
+    if not sep or not source.endswith(".py"):
+        source, name = target, ""
+    if not source.endswith(".py"):
+        return target
+    absolute = str(Path(source).expanduser().resolve())
+    return f"{absolute}:{name}" if name else absolute

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from twin.qoais import ServiceReport, to_markdown
+
+if TYPE_CHECKING:
+    from twin.coverage import CoverageMap
 
 CONFIG_FILE = "config.toml"
 KPI_FILE = "kpi.parquet"
@@ -20,6 +24,7 @@ QOAIS_JSON = "qoais.json"
 QOAIS_MD = "qoais.md"
 RESULTS_JSON = "results.json"
 RESULTS_PARQUET = "results.parquet"
+COVERAGE_FILE = "coverage.parquet"
 
 
 def kpi_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -64,3 +69,34 @@ def write_calculation(run_dir: Path, *, config_toml: str, result: Mapping[str, A
     (run_dir / CONFIG_FILE).write_text(config_toml)
     (run_dir / RESULTS_JSON).write_text(json.dumps(result, indent=2, default=str) + "\n")
     pd.DataFrame(list(result["rows"])).to_parquet(run_dir / RESULTS_PARQUET, index=False)
+
+
+def write_coverage(run_dir: Path, coverage: CoverageMap) -> None:
+    """The last service coverage map, one row per grid cell (centre ``x_m``/``y_m``, rates, accuracies)."""
+    grid = coverage.grid
+    ys, xs = np.meshgrid(grid.ys, grid.xs, indexing="ij")
+    frame = pd.DataFrame(
+        {
+            "row": np.repeat(np.arange(len(grid.ys)), len(grid.xs)),
+            "col": np.tile(np.arange(len(grid.xs)), len(grid.ys)),
+            "x_m": xs.ravel(),
+            "y_m": ys.ravel(),
+            "rate_bps": coverage.rate_bps.ravel(),
+            "reliability": grid.reliability.ravel(),
+            "model_accuracy": coverage.model_accuracy.ravel(),
+            "service_accuracy": coverage.service_accuracy.ravel(),
+            "covered": coverage.covered.ravel(),
+        }
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(run_dir / COVERAGE_FILE, index=False)
+
+
+def energy_by_kind(model: Any) -> dict[str, float]:
+    """Joules per agent kind (``home-health``, ``gnb`` …; the network's share under ``network``), sorted."""
+    kinds = {a.agent_id: a.kind for a in [*model.devices, *model.base_stations]}
+    out: dict[str, float] = {}
+    for agent_id, joules in model.energy.by_agent().items():
+        kind = kinds.get(agent_id, agent_id)
+        out[kind] = out.get(kind, 0.0) + joules
+    return dict(sorted(out.items()))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +27,18 @@ from twin.config import apply_overrides, flatten, to_toml
 from twin.errors import ConfigError, RunAbortedError, TwinError
 from twin.metrics import MetricsExporter
 from twin.model import TwinModel
-from twin.outputs import kpi_frame, write_calculation, write_qoais, write_run_dir
+from twin.outputs import (
+    energy_by_kind,
+    kpi_frame,
+    write_calculation,
+    write_coverage,
+    write_qoais,
+    write_run_dir,
+)
 from twin.qoais import ServiceReport
+from twin.resources import check_resources
 from twin.service_reports import federated_training_report
-from twin.telemetry import status_payload
+from twin.telemetry import RUN_KEY_FILE, TELEMETRY_FILE, RunSigner, status_payload
 from usecases import registry
 from usecases.registry import AgentScenario, BuildContext, CalculationResult, CalculationScenario
 
@@ -36,6 +46,9 @@ if TYPE_CHECKING:
     from twin.workers import WorkerPool
 
 log = logging.getLogger(__name__)
+
+MAX_SEED = 2**63 - 1
+"""Largest ``--seed``: it is stored as a 64-bit integer in the run's tables."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +79,9 @@ class RunResult:
     summary: dict[str, Any]
     error: str | None = None
     qoais: list[ServiceReport] = field(default_factory=list)
+    metrics: MetricsExporter | None = None
+    """The run's ``/metrics`` server (``--metrics-port``), still serving the final values: it stops when
+    the process exits, or on ``metrics.close()``."""
 
 
 def resolve_config(scenario: str, overrides: Mapping[str, str], rounds: int | None = None) -> tuple[Any, Any]:
@@ -123,10 +139,10 @@ class RunSession:
         spec, config = resolve_config(options.scenario, options.overrides, options.rounds)
         if not isinstance(spec, AgentScenario):
             raise ConfigError(f"scenario {options.scenario!r} is a calculation, not an agent simulation")
-        if options.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {options.seed}")
-        if options.until_s is not None and options.until_s <= 0:
-            raise ConfigError(f"--until must be > 0 seconds, got {options.until_s}")
+        if not 0 <= options.seed <= MAX_SEED:
+            raise ConfigError(f"--seed must be within 0…{MAX_SEED} (a 64-bit integer), got {options.seed}")
+        if options.until_s is not None and not (options.until_s > 0 and math.isfinite(options.until_s)):
+            raise ConfigError(f"--until must be a finite number of seconds > 0, got {options.until_s}")
         if not 0 <= options.workers <= 1024:
             raise ConfigError(f"--workers must be between 0 and 1024, got {options.workers}")
         if options.workers and options.broker == "local":
@@ -137,6 +153,9 @@ class RunSession:
             raise ConfigError(
                 "--ray-address: the cluster cannot reach the embedded broker; give --broker URL"
             )
+        if options.broker not in ("embedded", "local"):
+            parse_broker_url(options.broker)  # a bad URL is refused before anything is created
+        check_resources(config, until_s=options.until_s)
         self.options = options
         self.spec = spec
         self.config = config
@@ -152,6 +171,7 @@ class RunSession:
         self.model: TwinModel | None = None
         self.metrics: MetricsExporter | None = None
         self.workers: WorkerPool | None = None
+        self.signer = RunSigner()  # signs the meta and statuses (and the last will): twin watch trusts those
         self._handle: BusHandle | None = None
 
     def open(self) -> TwinModel:
@@ -159,7 +179,7 @@ class RunSession:
         topics = Topics(self.run_id)
         self._handle = open_bus(
             self.options.broker,
-            will=(topics.status, status_payload(self.run_id, self.spec.name, "aborted")),
+            will=(topics.status, status_payload(self.run_id, self.spec.name, "aborted", signer=self.signer)),
             reconnect_timeout_s=self.config.bus.barrier_timeout_s,
         )
         try:
@@ -174,6 +194,8 @@ class RunSession:
             )
             if self.metrics is not None:
                 model.telemetry.sinks.append(self.metrics.observe)
+            model.telemetry.signer = self.signer
+            self.signer.save_public_key(self.run_dir)
             model.telemetry.meta(
                 {
                     "seed": self.options.seed,
@@ -186,6 +208,7 @@ class RunSession:
                     "base_stations": len(model.base_stations),
                     "broker": self._handle.bus.url,
                     "rounds_limit": rounds_limit,
+                    "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),  # not a result
                 }
             )
             model.telemetry.status("running")
@@ -200,6 +223,9 @@ class RunSession:
                     ray_address=self.options.ray_address,
                 )
         except BaseException:
+            with contextlib.suppress(OSError):  # a run that never started leaves no run directory
+                (self.run_dir / RUN_KEY_FILE).unlink(missing_ok=True)
+                self.run_dir.rmdir()
             self._stop_workers()
             self._handle.close()
             self._handle = None
@@ -233,8 +259,13 @@ class RunSession:
             log.error("%s", exc)
         return True
 
-    def close(self, status: str | None = None, error: str | None = None) -> RunResult:
-        """Write the run directory, publish the final status, release bus and broker (idempotent)."""
+    def close(
+        self, status: str | None = None, error: str | None = None, *, keep_metrics: bool = False
+    ) -> RunResult:
+        """Write the run directory, publish the final status, release bus and broker (idempotent).
+
+        ``keep_metrics``: leave ``/metrics`` serving the final values (handed over in the result).
+        """
         if status is not None:
             self.status, self.error = status, error
         elif self.status == "running":
@@ -256,7 +287,9 @@ class RunSession:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+            kept, self.metrics = (self.metrics, None) if keep_metrics else (None, self.metrics)
             self._stop_metrics()
+        result.metrics = kept
         return result
 
     def _write_credentials(self, model: TwinModel) -> None:
@@ -309,6 +342,9 @@ class RunSession:
         if model is not None and model.network is not None:
             summary["majority_baseline_accuracy"] = model.network.task.majority_baseline()
             summary["energy_by_agent_j"] = model.energy.by_agent()
+        if model is not None:
+            summary["energy_by_service_j"] = model.energy.by_service()
+            summary["energy_by_kind_j"] = energy_by_kind(model)
         events = model.telemetry.events if model is not None else []
         requests = [{"service": s.service, **r} for s in (model.services if model else []) for r in s.records]
         if model is not None:
@@ -328,7 +364,17 @@ class RunSession:
             summary=summary,
             requests=requests,
         )
+        if model is not None:
+            model.telemetry.samples.write(self.run_dir / TELEMETRY_FILE)
+            if model.telemetry.samples.dropped:
+                log.warning(
+                    "%s: %d telemetry samples past the cap not kept",
+                    TELEMETRY_FILE,
+                    model.telemetry.samples.dropped,
+                )
         write_qoais(self.run_dir, reports, title=f"QoAIS report — {self.run_id}")
+        if model is not None and model.last_coverage is not None:
+            write_coverage(self.run_dir, model.last_coverage)
         return RunResult(
             self.run_id, self.run_dir, self.status, kpi_frame(rows), summary, self.error, reports
         )
@@ -358,30 +404,45 @@ def run_scenario(
     *,
     on_step: Callable[[TwinModel], None] | None = None,
     on_model: Callable[[TwinModel], None] | None = None,
+    on_start: Callable[[RunSession], None] | None = None,
 ) -> RunResult:
     """Run an agent scenario to its end and write its run directory.
 
     Ctrl-C, SIGTERM and SIGHUP (in the main thread) end the run ``aborted`` with everything recorded so
-    far written, like a broker lost for good.
+    far written, like a broker lost for good. ``on_start`` is told the session once the run is announced
+    (meta and ``running`` published), before its first step. A ``--metrics-port`` server keeps serving
+    the final values after the run (``RunResult.metrics``), until the process exits.
 
     Raises:
         TwinError: bad scenario, config or broker (before anything runs).
     """
-    session = RunSession(options)
+    return run_session(RunSession(options), on_step=on_step, on_model=on_model, on_start=on_start)
+
+
+def run_session(
+    session: RunSession,
+    *,
+    on_step: Callable[[TwinModel], None] | None = None,
+    on_model: Callable[[TwinModel], None] | None = None,
+    on_start: Callable[[RunSession], None] | None = None,
+) -> RunResult:
+    """:func:`run_scenario` for a session already made (its options checked), e.g. before a progress bar."""
     model = session.open()
     with _signals_stop_the_run():
         try:
+            if on_start is not None:
+                on_start(session)
             if on_model is not None:
                 on_model(model)
             while session.step():
                 if on_step is not None:
                     on_step(model)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into one
-            return session.close("aborted", str(exc) or "interrupted by the user")
+            return session.close("aborted", str(exc) or "interrupted by the user", keep_metrics=True)
         except BaseException as exc:
             session.close("aborted", f"{type(exc).__name__}: {exc}")
             raise
-        return session.close()
+        return session.close(keep_metrics=True)
 
 
 @contextlib.contextmanager

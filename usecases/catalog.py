@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["agents", "calculation"]
+Kind = Literal["agents", "calculation", "installed"]  # installed: an entry point not yet imported
 
 
 @dataclass(frozen=True, slots=True)

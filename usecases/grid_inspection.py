@@ -43,14 +43,23 @@ class DroneFleet:
     """The drones: how many, their flight, and the data they collected."""
 
     count: int = 24
+    """Inspection drones (devices)."""
     corridors: int = 6
+    """Power-line corridors the drones patrol."""
     altitude_m: float = 80.0
+    """Flight altitude above ground."""
     speed_mps: float = 12.0
+    """Flight speed along the corridor."""
     samples_min: int = 60
+    """Fewest labelled spans a drone holds."""
     samples_max: int = 240
+    """Most labelled spans a drone holds."""
     dirichlet_alpha: float = 0.5
+    """Skew of the drones' label mix (Dirichlet α; small: very non-IID)."""
     test_samples: int = 1000
-    external: tuple[str, ...] = ()  # device ids served by clients outside the run (``twin device``)
+    """Held-out spans the fused model is evaluated on."""
+    external: tuple[str, ...] = ()
+    """Device ids served by clients outside the run (``twin device``)."""
 
     def __post_init__(self) -> None:
         check_positive(

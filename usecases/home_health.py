@@ -41,14 +41,23 @@ class HomeHealthPopulation:
     """The homes: how many, how much data each holds, how skewed it is, where they are."""
 
     count: int = 60
+    """Homes, each with one sensor hub (a device)."""
     samples_min: int = 40
+    """Fewest labelled windows a home holds."""
     samples_max: int = 200
+    """Most labelled windows a home holds."""
     dirichlet_alpha: float = 0.5
+    """Skew of the homes' label mix (Dirichlet α; small: very non-IID)."""
     neighbourhoods: int = 5
+    """Neighbourhoods the homes cluster in."""
     neighbourhood_radius_m: float = 200.0
+    """Spread of the homes around their neighbourhood's centre."""
     test_households: int = 40
+    """Held-out households the fused model is evaluated on."""
     test_samples_per_household: int = 50
-    external: tuple[str, ...] = ()  # device ids served by clients outside the run (``twin device``)
+    """Windows of each held-out household."""
+    external: tuple[str, ...] = ()
+    """Device ids served by clients outside the run (``twin device``)."""
 
     def __post_init__(self) -> None:
         check_positive(
@@ -67,13 +76,18 @@ class HomeHealthPopulation:
 class HomeHealthTask:
     """The learning task's shape: the model's input and output sizes (the MLP's first and last layer)."""
 
-    # Model input width. 64 (default) = the 16 × 4-channel window as sensed; another width resamples
-    # each window in time to ceil(features / 4) steps (linear interpolation) and crops the flattened
-    # readings to ``features``. Deterministic: the random draws are the same at any width.
     features: int = home_health_data.IN_FEATURES
-    # Model output units (≥ 4). 4 (default) = normal, fall, arrhythmia, apnea; more adds classes that
-    # no sample ever has (``unused-4``, …), for matching another workload's output layer.
+    """Model input width (64: the 16 × 4-channel window as sensed).
+
+    Another width resamples each window in time to ceil(features / 4) steps (linear interpolation) and
+    crops the flattened readings to ``features``. Deterministic: the random draws are the same at any width.
+    """
     classes: int = len(home_health_data.CLASSES)
+    """Model output units, ≥ 4 (4: normal, fall, arrhythmia, apnea).
+
+    More adds classes that no sample ever has (``unused-4``, …), for matching another workload's output
+    layer.
+    """
 
     def __post_init__(self) -> None:
         check_positive("task", features=self.features)

@@ -2,23 +2,31 @@
 
 Built-in scenarios are listed from :mod:`usecases.catalog` and imported only when one is asked for
 (:func:`get`), so listing them needs neither torch nor Mesa. A user-written use case registers
-itself with :func:`register` when its module is imported (``twin check my_module``).
+itself with :func:`register` when its module is imported; :func:`resolve` imports it from what the
+user typed (``twin run my_usecase.py``, ``twin run my_pkg.my_usecase``, ``twin run file.py:name``).
+Installed packages add scenarios through the entry-point group ``aiaas_twin.scenarios`` (name: the
+scenario, value: the module that registers it); they are listed from their metadata and imported
+only when run.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twin.errors import UnknownScenarioError
+from twin.errors import TwinError, UnknownScenarioError
 from twin.qoais import ServiceReport
 from usecases import catalog
 from usecases.catalog import CatalogEntry
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
+
+ENTRY_POINT_GROUP = "aiaas_twin.scenarios"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,7 @@ class CalculationScenario:
 
 Scenario = AgentScenario | CalculationScenario
 _REGISTRY: dict[str, Scenario] = {}
+_LOADED: dict[str, list[str]] = {}  # file path or module name → the scenarios importing it registered
 
 
 def register(scenario: Scenario) -> Scenario:
@@ -120,14 +129,19 @@ def _import(entry: CatalogEntry) -> None:
         importlib.import_module(entry.module)
 
 
+def registered_spec(name: str) -> Scenario | None:
+    """The scenario registered as ``name`` in this process, without importing anything."""
+    return _REGISTRY.get(name)
+
+
 def registered() -> list[Scenario]:
     """Scenarios registered so far, sorted by name (built-ins only once their module is imported)."""
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def names() -> list[str]:
-    """Names of the built-in and the registered scenarios, sorted (imports nothing)."""
-    return sorted({entry.name for entry in catalog.BUILTIN} | set(_REGISTRY))
+    """Names of the built-in, installed (entry points) and registered scenarios, sorted (imports nothing)."""
+    return sorted({entry.name for entry in catalog.BUILTIN} | set(_installed()) | set(_REGISTRY))
 
 
 def describe(scenario: Scenario) -> CatalogEntry:
@@ -142,6 +156,8 @@ def entries() -> list[CatalogEntry]:
     found = {name: describe(spec) for name, spec in _REGISTRY.items()}
     for entry in catalog.BUILTIN:
         found.setdefault(entry.name, entry)
+    for name, point in _installed().items():
+        found.setdefault(name, _installed_entry(point))
     return [found[name] for name in sorted(found)]
 
 
@@ -154,7 +170,96 @@ def get(name: str) -> Scenario:
     entry = catalog.builtin(name)
     if entry is not None:
         _import(entry)
+    elif name not in _REGISTRY:
+        point = _installed().get(name)
+        if point is not None:
+            _load_entry_point(point)
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownScenarioError(f"unknown scenario {name!r}; available: {', '.join(names())}") from None
+
+
+def _installed() -> dict[str, importlib.metadata.EntryPoint]:
+    """The entry points of group ``aiaas_twin.scenarios`` of the installed packages, by scenario name."""
+    return {point.name: point for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _installed_entry(point: importlib.metadata.EntryPoint) -> CatalogEntry:
+    """What ``twin list`` shows of an installed scenario before its module is imported (its package's)."""
+    dist = point.dist
+    summary = (dist.metadata.get("Summary") or "") if dist is not None else ""
+    origin = f"installed from {dist.name}" if dist is not None else f"installed ({point.value})"
+    return CatalogEntry(
+        point.name, f"{summary} ({origin})" if summary else origin, "—", "installed", point.module
+    )
+
+
+def _load_entry_point(point: importlib.metadata.EntryPoint) -> None:
+    """Import an installed scenario: its module registers it, or the entry point names the scenario object."""
+    try:
+        loaded = point.load()
+    except (ImportError, AttributeError, SyntaxError) as exc:
+        raise TwinError(
+            f"installed scenario {point.name!r} ({point.value}) cannot be loaded: {exc}"
+        ) from None
+    if isinstance(loaded, AgentScenario | CalculationScenario) and loaded.name not in _REGISTRY:
+        register(loaded)
+    if point.name not in _REGISTRY:
+        raise UnknownScenarioError(
+            f"installed entry point {point.name!r} ({point.value}) registered no scenario of that name"
+        )
+
+
+def resolve(target: str) -> list[str]:
+    """Names of the scenarios that ``target`` designates, importing what registers them.
+
+    ``target`` is a scenario name (built-in, installed or registered); a Python file (``my_usecase.py``)
+    or an importable module (``my_pkg.my_usecase``) that registers scenarios when imported (loaded by
+    :func:`usecases.check.load`, once per process); or one of those followed by ``:name`` to pick one of
+    the scenarios it registers.
+
+    Raises:
+        UnknownScenarioError: nothing importable by that name, or ``:name`` is not what it registers.
+        UseCaseLoadError: the module fails to import or registers nothing (or a taken name).
+    """
+    if target in names():
+        return [target]
+    source, sep, wanted = target.rpartition(":")
+    if sep and source and wanted and not any(c in wanted for c in "/\\."):
+        found = _load(source)
+        if wanted not in found:
+            raise UnknownScenarioError(
+                f"{source!r} registers no scenario {wanted!r}; it registers {', '.join(found)}"
+            )
+        return [wanted]
+    return _load(target)
+
+
+def resolve_one(target: str) -> str:
+    """The one scenario ``target`` designates (see :func:`resolve`).
+
+    Raises:
+        UnknownScenarioError: as :func:`resolve`, or the module registers several scenarios (the message
+            says how to pick one: ``target:name``).
+    """
+    found = resolve(target)
+    if len(found) > 1:
+        raise UnknownScenarioError(
+            f"{target!r} registers several scenarios ({', '.join(found)}); pick one: "
+            + " or ".join(f"{target}:{name}" for name in found)
+        )
+    return found[0]
+
+
+def _load(source: str) -> list[str]:
+    """The scenarios a file or module registers, importing it unless this process already did."""
+    from usecases.check import load  # the checker owns loading user code (and reporting its errors)
+
+    key = str(Path(source).expanduser().resolve()) if source.endswith(".py") else source
+    known = _LOADED.get(key)
+    if known and all(name in _REGISTRY for name in known):
+        return list(known)
+    found = load(source)
+    _LOADED[key] = list(found)
+    return found

@@ -28,13 +28,21 @@ class Fleet:
     """The robotaxis: how many, how they drive, what they observed."""
 
     count: int = 40
+    """Robotaxis (devices)."""
     block_m: float = 150.0
+    """Side of a street block of the grid they drive."""
     speed_mps: float = 10.0
+    """Driving speed."""
     samples_min: int = 60
+    """Fewest observed pickups a robotaxi holds."""
     samples_max: int = 240
+    """Most observed pickups a robotaxi holds."""
     dirichlet_alpha: float = 0.5
+    """Skew of the robotaxis' data mix (Dirichlet α; small: very non-IID)."""
     test_samples: int = 2000
-    external: tuple[str, ...] = ()  # device ids served by clients outside the run (``twin device``)
+    """Held-out pickups the fused model is evaluated on."""
+    external: tuple[str, ...] = ()
+    """Device ids served by clients outside the run (``twin device``)."""
 
     def __post_init__(self) -> None:
         check_positive(

@@ -32,10 +32,15 @@ class TrainedModelConfig:
     """The model being trained (Tables 3-12, 3-14)."""
 
     params_m: float = _M.params / 1e6
+    """[Mparam] Trainable parameters of the model, in millions (VGG-16: 138)."""
     bits_per_param: int = _M.bits_per_param
+    """[bit] Bits of one parameter on the wire."""
     train_gflops_per_sample: float = _M.train_flops_per_sample / 1e9
+    """[GFLOP] Training work per sample (forward and backward)."""
     accuracy: float = _M.accuracy
+    """Accuracy the trained model reaches, in [0, 1]."""
     raw_input_mb: float = _M.raw_input_bits / 1e6
+    """Size of one raw input sample."""
 
     def __post_init__(self) -> None:
         check_positive(
@@ -52,10 +57,15 @@ class FederationConfig:
     """Samples, rounds and users (Table 3-14)."""
 
     samples_m: float = _F.total_samples / 1e6
+    """[Msample] Training samples of all users together, in millions."""
     rounds: int = _F.rounds
+    """Federated rounds."""
     active_users: int = _F.active_users
+    """Users that train in each round."""
     users: int = _F.users
+    """Users holding data."""
     local_epochs: float = _F.local_epochs
+    """Passes over its data an active user makes per round."""
 
     def __post_init__(self) -> None:
         check_positive(
@@ -75,9 +85,13 @@ class TrainingLinkConfig:
     """Link (Table 3-10); optional distinct up/downlink rates for the training time."""
 
     rate_bps: float = PAPER_DEFAULTS.link.rate_bps
+    """Rate of the device-network link, both directions unless set below."""
     power_w: float = PAPER_DEFAULTS.link.power_w
+    """Transmit power of the link."""
     uplink_rate_bps: float | None = None
+    """Uplink rate, when it differs from ``rate_bps``."""
     downlink_rate_bps: float | None = None
+    """Downlink rate, when it differs from ``rate_bps``."""
 
     def __post_init__(self) -> None:
         check_positive("link", rate_bps=self.rate_bps, power_w=self.power_w)

@@ -46,8 +46,11 @@ class SplitLinkConfig:
     """The device-to-network link (Table 3-10): rate, power, reliability."""
 
     rate_bps: float = PAPER_DEFAULTS.link.rate_bps
+    """Rate of the device-to-network link."""
     power_w: float = PAPER_DEFAULTS.link.power_w
+    """Transmit power of the link."""
     reliability: float = 1.0
+    """Probability that a transmission gets through, in [0, 1]."""
 
     def __post_init__(self) -> None:
         check_positive("link", rate_bps=self.rate_bps, power_w=self.power_w)
@@ -59,12 +62,19 @@ class SplitModelConfig:
     """The split model: the table's input columns, or a profiled torch VGG-16."""
 
     source: Literal["table", "vgg16"] = "table"
+    """Where the split points come from: the paper's table or a profiled torch VGG-16."""
     ue_gflops: tuple[float, ...] = tuple(p.ue_flops / 1e9 for p in _PROFILE.points)
+    """[GFLOP] Device-side work at each split point."""
     tx_data_mb: tuple[float, ...] = tuple(p.tx_bits / 1e6 for p in _PROFILE.points)
+    """Data sent to the network at each split point."""
     net_gflops: tuple[float, ...] = tuple(p.net_flops / 1e9 for p in _PROFILE.points)
+    """[GFLOP] Network-side work at each split point."""
     raw_input_mb: float = _PROFILE.raw_input_bits / 1e6
+    """Size of one raw input (an image)."""
     accuracy: float = PAPER_DEFAULTS.model.accuracy
+    """Accuracy of the model, in [0, 1]."""
     bits_per_value: int = 32
+    """[bit] Bits of one activation value sent over the link."""
 
     def __post_init__(self) -> None:
         n = len(self.ue_gflops)
@@ -97,7 +107,9 @@ class SplitInferenceConfig:
     model: SplitModelConfig = field(default_factory=SplitModelConfig)
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     objective: Literal["latency", "energy", "weighted"] = "latency"
+    """What the best split point minimises: latency, energy or a weighted mix."""
     latency_weight: float = 0.5
+    """Weight of latency against energy with ``objective = weighted``, in [0, 1]."""
     qoais: InferenceTargets = field(default_factory=InferenceTargets)
 
     def __post_init__(self) -> None:

@@ -77,7 +77,9 @@ class ComputeProfile:
     """A compute node (Table 3-11): its speed and the power it draws while computing."""
 
     flops_per_s: float
+    """Computing speed of the node."""
     power_w: float
+    """Power the node draws while computing."""
 
     def __post_init__(self) -> None:
         check_positive("flops_per_s", self.flops_per_s)

@@ -1,6 +1,7 @@
 import re
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ipyvuetify as v
@@ -11,6 +12,8 @@ from viz_helpers import RunThreads, agent_scenarios, small_overrides
 
 from twin.errors import ConfigError
 from twin.viz import app
+from twin.viz.live import LiveScenario
+from twin.viz.map import CoverageMapRenderer
 from usecases import registry
 
 
@@ -82,6 +85,16 @@ def accepts_connections(port: int) -> bool:
         return False
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    """Whether ``condition`` holds within ``timeout_s`` (held updates are drawn a bit later)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def click(rc: Any, label: str) -> None:
     (button,) = [w for w in widgets(rc) if isinstance(w, v.Btn) and w.children == [label]]
     button.click()
@@ -113,8 +126,8 @@ def test_step_moves_every_agent_scenario(page: Any) -> None:
     click(page, "Step")
     # Assert
     assert "simulated time 2 s" in texts(page)
-    assert image(page, "twin-map") != map_before
-    assert image(page, "twin-plot-energy") != energy_before
+    assert wait_for(lambda: image(page, "twin-map") != map_before)
+    assert wait_for(lambda: image(page, "twin-plot-energy") != energy_before)
 
 
 @pytest.mark.parametrize(
@@ -163,6 +176,31 @@ def test_a_bad_setting_shows_on_reset(page: Any, run_threads: RunThreads) -> Non
     # Assert
     assert "Could not start" in texts(page) and "fl.rounds" in texts(page)
     assert run_threads.wait_until_gone() == []
+    failed = CoverageMapRenderer(LiveScenario(scenario_name="home-health", **{"fl.rounds": "many"}))
+    assert image(page, "twin-map") == failed.frame_png()  # the empty frame, not the last run's map
+
+
+def test_fast_steps_redraw_the_figures_only_as_often_as_they_can_be_drawn(
+    page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps that come faster than the map can be drawn are drawn together; the last one always is."""
+    # Prepare
+    drawn: list[str] = []
+    frame_png = CoverageMapRenderer.frame_png
+
+    def counted(renderer: CoverageMapRenderer) -> bytes:
+        drawn.append(renderer.title())
+        return frame_png(renderer)
+
+    monkeypatch.setattr(CoverageMapRenderer, "frame_png", counted)
+    # Execute
+    for _ in range(12):
+        click(page, "Step")
+    drawn_while_stepping = len(drawn)
+    # Assert
+    assert wait_for(lambda: "simulated time 12 s" in texts(page))
+    assert drawn_while_stepping <= 6, drawn
+    assert wait_for(lambda: bool(drawn) and "t = 12 s" in drawn[-1])
 
 
 @pytest.mark.parametrize("page", ["seed-split-inference"], indirect=True)

@@ -84,8 +84,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
 def test_step_redraws_map_and_plot_and_closing_the_tab_stops_the_broker(
     server: tuple[str, psutil.Process],
 ) -> None:
-    """Chromium loads the page; Step advances the run and changes the map and the energy plot; leaving the
-    page closes its run, so the embedded broker stops listening."""
+    """Chromium loads the page; sliders show their values; Step advances the run and changes the map and the
+    energy plot; leaving the page closes its run, so the embedded broker stops listening."""
     # Prepare
     from playwright.sync_api import sync_playwright
 
@@ -99,6 +99,9 @@ def test_step_redraws_map_and_plot_and_closing_the_tab_stops_the_broker(
             map_image = page.locator(".twin-map img")
             energy_image = page.locator(".twin-plot-energy img")
             page.get_by_text("simulated time 0 s").wait_for(timeout=60_000)
+            devices_slider = page.locator(".v-slider-thumb__label", has_text="12")
+            slider_values = page.locator(".v-slider-thumb__label").all_inner_texts()
+            devices_value_shown = devices_slider.first.is_visible()
             map_before, energy_before = map_image.screenshot(), energy_image.screenshot()
             broker_ports = _listening_ports(root) - {http_port}
             # Execute
@@ -106,10 +109,11 @@ def test_step_redraws_map_and_plot_and_closing_the_tab_stops_the_broker(
             page.get_by_text("simulated time 1 s").wait_for(timeout=30_000)
             page.get_by_role("button", name="Step").click()
             page.get_by_text("simulated time 2 s").wait_for(timeout=30_000)
-            page.wait_for_timeout(500)
+            page.wait_for_timeout(2500)  # a step drawn late (FrameGate) is drawn within 2 s
             map_after, energy_after = map_image.screenshot(), energy_image.screenshot()
             page.goto("about:blank")
             # Assert
+            assert devices_value_shown and len(slider_values) >= 5  # every slider shows its value
             assert map_after != map_before
             assert energy_after != energy_before
             assert len(broker_ports) == 1

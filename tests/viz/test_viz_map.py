@@ -1,6 +1,7 @@
 from collections.abc import Iterator
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from matplotlib.collections import LineCollection, PathCollection
 from viz_helpers import small_overrides
@@ -24,13 +25,9 @@ def live() -> Iterator[LiveScenario]:
     model.close()
 
 
-def redraw(renderer: CoverageMapRenderer) -> None:
-    """What Mesa's SpaceRendererComponent does on every update (matplotlib backend)."""
-    ax = renderer.canvas
-    for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.artists]:
-        artist.remove()
-    renderer.draw_structure()
-    renderer.draw_agents()
+def redraw(renderer: CoverageMapRenderer) -> bytes:
+    """What the page's map does on every frame."""
+    return renderer.frame_png()
 
 
 def test_portrayal_by_kind_and_state() -> None:
@@ -114,7 +111,99 @@ def test_a_run_that_could_not_start_draws_its_frame() -> None:
     failed = LiveScenario(scenario_name="home-health", **{"fl.rounds": "many"})
     # Execute
     renderer = CoverageMapRenderer(failed)
+    redraw(renderer)
     # Assert
     assert "could not start" in renderer.canvas.get_title()
     with pytest.raises(ValueError, match="matplotlib"):
         CoverageMapRenderer(failed, backend="altair")  # type: ignore[arg-type]
+
+
+def _lines(renderer: CoverageMapRenderer, label: str) -> LineCollection:
+    (found,) = [c for c in renderer.canvas.collections if c.get_label() == label]
+    assert isinstance(found, LineCollection)
+    return found
+
+
+def test_power_line_corridors_are_drawn_under_the_drones() -> None:
+    """grid-inspection: each corridor a drone flies is a line over the coverage, under the agents."""
+    # Prepare
+    live = LiveScenario(scenario_name="grid-inspection", seed=4, **small_overrides("grid-inspection"))
+    try:
+        twin = live.twin
+        assert twin is not None
+        routes = {tuple(map(tuple, getattr(d, "route_m"))) for d in twin.devices}  # noqa: B009
+        renderer = CoverageMapRenderer(live)
+        # Execute
+        redraw(renderer)
+        corridors = _lines(renderer, "power-line corridor")
+    finally:
+        live.close()
+    # Assert
+    drawn = {tuple(map(tuple, segment)) for segment in corridors.get_segments()}
+    assert len(routes) >= 2 and drawn == routes
+    agents = [c for c in renderer.canvas.collections if isinstance(c, PathCollection)]
+    assert (
+        renderer.canvas.images[0].get_zorder() < corridors.get_zorder() < min(a.get_zorder() for a in agents)
+    )
+    labels = [t.get_text() for t in renderer.canvas.get_legend().get_texts()]
+    assert "power-line corridor" in labels and "street" not in labels
+
+
+def test_streets_are_drawn_and_taxis_drive_on_them() -> None:
+    """robotaxi: the street grid (every block, as far as whole blocks fit) is drawn; taxis are on it."""
+    # Prepare
+    live = LiveScenario(scenario_name="robotaxi", seed=4, **small_overrides("robotaxi"))
+    try:
+        twin = live.twin
+        assert twin is not None
+        block = float(getattr(twin.devices[0], "block_m"))  # noqa: B009
+        renderer = CoverageMapRenderer(live)
+        for _ in range(3):
+            live.step()
+        # Execute
+        redraw(renderer)
+        streets = _lines(renderer, "street").get_segments()
+        positions = [tuple(d.position) for d in twin.devices]
+    finally:
+        live.close()
+    # Assert
+    columns = int(twin.area.width_m // block) + 1
+    rows = int(twin.area.height_m // block) + 1
+    assert len(streets) == columns + rows
+    xs = {s[0][0] for s in streets if s[0][0] == s[1][0]}
+    ys = {s[0][1] for s in streets if s[0][1] == s[1][1]}
+    assert xs == {i * block for i in range(columns)} and ys == {j * block for j in range(rows)}
+    assert all(min(abs(x - v) for v in xs) < 1e-6 or min(abs(y - v) for v in ys) < 1e-6 for x, y in positions)
+    labels = [t.get_text() for t in renderer.canvas.get_legend().get_texts()]
+    assert "street" in labels and "power-line corridor" not in labels
+
+
+def test_frames_redraw_only_what_moves(live: LiveScenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The structure (coverage, cells, legend) is drawn once per layer; frames redraw agents and title."""
+    # Prepare
+    renderer = CoverageMapRenderer(live)
+    structures: list[int] = []
+    draw_structure = renderer.draw_structure
+
+    def counted() -> object:
+        structures.append(1)
+        return draw_structure()
+
+    monkeypatch.setattr(renderer, "draw_structure", counted)
+    first = redraw(renderer)
+    # Execute
+    live.step()
+    second = redraw(renderer)
+    coverage_layer.set("rate")
+    try:
+        third = redraw(renderer)
+    finally:
+        coverage_layer.set("sinr")
+    # Assert
+    assert len(structures) == 2  # the first frame, then the layer change
+    assert first != second != third and first[:8] == b"\x89PNG\r\n\x1a\n"
+    twin = live.twin
+    assert twin is not None
+    assert f"t = {float(twin.time):.0f} s" in renderer.canvas.get_title()
+    agents = [c for c in renderer.canvas.collections if isinstance(c, PathCollection)]
+    assert sum(np.shape(c.get_offsets())[0] for c in agents) == len(twin.devices) + len(twin.base_stations)

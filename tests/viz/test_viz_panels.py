@@ -4,7 +4,7 @@ from viz_helpers import small_overrides
 
 from twin.qoais import Indicator, ServiceReport
 from twin.viz.live import LiveScenario
-from twin.viz.panels import format_value, qoais_html, status_lines
+from twin.viz.panels import format_value, qoais_html, status_lines, verdict_shown
 
 
 def test_format_value() -> None:
@@ -52,3 +52,27 @@ def test_status_lines_describe_the_run() -> None:
     assert "federated round 0/3" in text and "8 devices" in text and "MQTT mqtt://127.0.0.1:" in text
     failed = LiveScenario(scenario_name="no-such-scenario")
     assert status_lines(failed) == ["scenario no-such-scenario: could not start"]
+
+
+def test_nothing_assessed_is_pending_never_pass() -> None:
+    """Before any round or request the panel says pending (grey), not PASS; a verdict mid-run holds so far."""
+    # Prepare
+    live = LiveScenario(scenario_name="home-health", seed=5, **small_overrides("home-health"))
+    try:
+        reports = live.qoais_reports()
+        running = live.status == "running"
+        # Execute
+        text = qoais_html(reports, running=running)
+    finally:
+        live.close()
+    met = ServiceReport(
+        "alerts", "two-stage inference", (Indicator("performance", "a", 0.9, 0.8, "", "min"),)
+    )
+    # Assert
+    assert running and len(reports) == 2 and all(not r.indicators for r in reports)
+    assert text.count(">pending</b>") == 2 and "PASS" not in text and "FAIL" not in text
+    assert verdict_shown(met, running=True) == ("#2e7d32", "PASS so far")
+    assert verdict_shown(met, running=False) == ("#2e7d32", "PASS")
+    assert verdict_shown(reports[0], running=False)[1] == "not assessed"
+    aborted = ServiceReport("alerts", "two-stage inference", met.indicators, incomplete="aborted")
+    assert verdict_shown(aborted, running=True)[1] == "incomplete (aborted)"

@@ -13,8 +13,10 @@ from twin.viz.plots import (
     coverage_figure,
     data_version,
     energy_figure,
+    figure_png,
     inference_series,
     latency_figure,
+    time_axis_end,
 )
 
 
@@ -108,3 +110,83 @@ def test_data_version_tracks_what_each_plot_draws(live: LiveScenario) -> None:
     assert after["energy"] != before["energy"]
     unchanged = rows == len(twin.kpi_rows) and requests == sum(len(s.records) for s in twin.services)
     assert (after["accuracy"] == before["accuracy"]) == unchanged
+
+
+def _latency_live(latencies: list[float], target_s: float) -> SimpleNamespace:
+    """A stand-in run with rounds of the given latencies, one every 10 s, and no inference service."""
+    rows = [{"sim_time_s": 10.0 * (i + 1), "round_latency_s": v} for i, v in enumerate(latencies)]
+    targets = SimpleNamespace(round_latency_s=target_s)
+    return SimpleNamespace(
+        twin=SimpleNamespace(kpi_rows=rows, services=[], time=10.0 * len(rows) + 3),
+        session=SimpleNamespace(config=SimpleNamespace(qoais=targets)),
+    )
+
+
+def _inside(ax: object, values: list[float]) -> bool:
+    low, high = ax.get_ylim()  # type: ignore[attr-defined]
+    return all(low < v < high for v in values)
+
+
+def _labelled_ticks(ax: object) -> list[float]:
+    """Major y ticks inside the axis that carry a label."""
+    low, high = ax.get_ylim()  # type: ignore[attr-defined]
+    ticks = ax.yaxis.get_major_ticks()  # type: ignore[attr-defined]
+    return [t.get_loc() for t in ticks if low <= t.get_loc() <= high and t.label1.get_text()]
+
+
+def test_latency_in_a_narrow_range_is_linear_with_readable_ticks() -> None:
+    """robotaxi's rounds all last their 1 s deadline: points inside a linear axis with labelled ticks."""
+    # Prepare
+    live = _latency_live([1.0, 1.0, 1.0], target_s=1.0)
+    # Execute
+    ax = latency_figure(live).axes[0]  # type: ignore[arg-type]
+    figure_png(ax.get_figure(root=True))  # type: ignore[arg-type]  # draws: sets the tick labels
+    # Assert
+    assert ax.get_yscale() == "linear" and _inside(ax, [1.0])
+    assert len(_labelled_ticks(ax)) >= 3
+
+
+def test_latency_over_decades_is_log_with_readable_ticks() -> None:
+    """Latencies spanning decades use a log axis whose limits include every point and at least two decades."""
+    # Prepare
+    live = _latency_live([0.02, 0.5, 4.0], target_s=1.0)
+    # Execute
+    ax = latency_figure(live).axes[0]  # type: ignore[arg-type]
+    figure_png(ax.get_figure(root=True))  # type: ignore[arg-type]  # draws: sets the tick labels
+    # Assert
+    assert ax.get_yscale() == "log" and _inside(ax, [0.02, 0.5, 4.0, 1.0])
+    assert len(_labelled_ticks(ax)) >= 2
+
+
+def test_time_axis_end_grows_in_round_steps() -> None:
+    """The plots' time axis ends at a round number at or after the clock (at least 10 s)."""
+    # Execute / Assert
+    assert [time_axis_end(t) for t in (0, 9, 10, 11, 13, 21, 99, 101, 1234)] == [
+        10,
+        10,
+        10,
+        12,
+        15,
+        25,
+        100,
+        120,
+        1500,
+    ]
+
+
+def test_every_plot_shares_the_time_axis(live: LiveScenario) -> None:
+    """All four plots show simulated time in seconds from 0 to the same end, before and after rounds."""
+    # Prepare
+    fresh = LiveScenario(scenario_name="home-health", seed=4, **small_overrides("home-health"))
+    try:
+        # Execute
+        before = [build(fresh).axes[0] for build in PLOTS.values()]
+        axes = [build(live).axes[0] for build in PLOTS.values()]
+    finally:
+        fresh.close()
+    # Assert
+    assert live.twin is not None and live.twin.kpi_rows
+    end = time_axis_end(float(live.twin.time))
+    assert all(ax.get_xlim() == (0.0, end) for ax in axes)
+    assert all(ax.get_xlim() == (0.0, 10.0) for ax in before)
+    assert {ax.get_xlabel() for ax in axes + before} == {"simulated time (s)"}

@@ -1,36 +1,41 @@
 """The Solara page of ``twin viz``: servable as ``solara run twin.viz.app``.
 
 What to show comes from the environment (``twin viz`` sets it): ``TWIN_VIZ_SCENARIO`` (default
-``home-health``), ``TWIN_VIZ_SEED``, ``TWIN_VIZ_SET`` (a JSON object of ``--set`` overrides),
+``home-health``; or a ``.py`` file or module that registers it, as for ``twin run``),
+``TWIN_VIZ_SEED``, ``TWIN_VIZ_SET`` (a JSON object of ``--set`` overrides),
 ``TWIN_VIZ_BROKER`` (default ``embedded``) and ``TWIN_VIZ_OUT`` (keep run directories there).
 
 An agent scenario runs in Mesa's :func:`~mesa.visualization.SolaraViz` (controls, parameters, play,
 step, reset) around a :class:`~twin.viz.live.LiveScenario`; each browser tab has its own run, closed
 when the tab closes or Reset replaces it. SolaraViz's own component grid (``GridDraggable``) loads a
 Vue 2 library that fails in Solara's Vue 3 front end, so the map and plots are laid out by
-:func:`Dashboard` beside SolaraViz rather than passed to it. A calculation scenario shows
-:func:`~twin.viz.calculation.CalculationPage`.
+:func:`Dashboard` beside SolaraViz rather than passed to it. The text panels follow every update; the
+map and the plots redraw on the frames a :class:`~twin.viz.frames.FrameGate` admits, so that drawing
+does not slow the run down. A calculation scenario shows :func:`~twin.viz.calculation.CalculationPage`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import solara
 from mesa.visualization import SolaraViz
-from mesa.visualization.solara_viz import SpaceRendererComponent
+from mesa.visualization.utils import force_update, update_counter
 
 from twin.errors import ConfigError, TwinError
 from twin.runner import resolve_config
 from twin.viz.calculation import CalculationPage
+from twin.viz.frames import FrameGate
 from twin.viz.live import LiveScenario
-from twin.viz.map import CoverageMapRenderer
+from twin.viz.map import CoverageMapRenderer, MapView
 from twin.viz.panels import PAGE_CSS, QoaisPanel, RunStatus
 from twin.viz.params import model_params, parse_seed
 from twin.viz.plots import LivePlot
+from usecases import registry
 from usecases.registry import CalculationScenario, Scenario
 
 DEFAULT_SCENARIO = "home-health"
@@ -81,21 +86,33 @@ class LaunchSettings:
 
 
 @solara.component
-def Dashboard(model: LiveScenario, renderer: CoverageMapRenderer) -> None:
-    """The map (Mesa's space renderer) beside the run and QoAIS panels, the four KPI plots below."""
+def Dashboard(model: LiveScenario, renderer: CoverageMapRenderer, gate: FrameGate) -> None:
+    """The map (Mesa's space renderer) beside the run and QoAIS panels, the four KPI plots below.
+
+    An update that ``gate`` holds back is drawn later by a thread, unless a newer update comes first.
+    """
+    update = update_counter.get()
+    frame = gate.admit(update)
+
+    def draw_held_update(cancel: threading.Event) -> None:
+        wait = gate.due_in()
+        if wait is not None and not cancel.wait(wait):
+            force_update()
+
+    solara.use_thread(draw_held_update, dependencies=[gate, update], intrusive_cancel=False)
     solara.Style(PAGE_CSS)
     with solara.Columns([7, 5]):
         with solara.Column(classes=["twin-map"], style={"min-width": "0"}):
-            SpaceRendererComponent(model, renderer)
+            MapView(renderer, frame, gate)
         with solara.Column():
             RunStatus(model)
             QoaisPanel(model)
     with solara.Columns([1, 1]):
-        LivePlot(model, "accuracy")
-        LivePlot(model, "latency")
+        LivePlot(model, "accuracy", frame, gate)
+        LivePlot(model, "latency", frame, gate)
     with solara.Columns([1, 1]):
-        LivePlot(model, "energy")
-        LivePlot(model, "coverage")
+        LivePlot(model, "energy", frame, gate)
+        LivePlot(model, "coverage", frame, gate)
 
 
 @solara.component
@@ -105,13 +122,14 @@ def AgentPage(settings: LaunchSettings) -> None:
     first = solara.use_memo(lambda: _new_model(params), dependencies=[params])
     model: solara.Reactive[LiveScenario] = solara.use_reactive(first)
     renderer = solara.use_memo(lambda: CoverageMapRenderer(model.value), dependencies=[model.value])
+    gate = solara.use_memo(FrameGate, dependencies=[model.value])
 
     def close_when_replaced() -> Callable[[], None]:
         return model.value.close
 
     solara.use_effect(close_when_replaced, dependencies=[model.value])
     SolaraViz(model, components=[], model_params=params, name=f"aiaas-twin · {settings.scenario}")
-    Dashboard(model.value, renderer)
+    Dashboard(model.value, renderer, gate)
 
 
 @solara.component
@@ -132,6 +150,8 @@ def _launch() -> tuple[LaunchSettings, Scenario] | str:
     """The launch settings and their scenario, or what is wrong with them."""
     try:
         settings = LaunchSettings.from_env()
+        # A user's .py file or module is imported (again) in this process, which serves the page.
+        settings = replace(settings, scenario=registry.resolve_one(settings.scenario))
         spec, _ = resolve_config(settings.scenario, settings.overrides)
     except TwinError as exc:
         return f"Cannot show the scenario: {exc}"

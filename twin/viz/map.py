@@ -3,25 +3,38 @@
 :class:`CoverageMapRenderer` is a Mesa :class:`~mesa.visualization.SpaceRenderer` (matplotlib backend)
 of the twin's ``ContinuousSpace``; Mesa draws the agents from :func:`portray_agent`. The coverage layer
 cannot be a Mesa property layer (``mesa.experimental.continuous_space.ContinuousSpace`` in Mesa 3.5.1
-has none), so the renderer draws it, with the cell borders and the device → serving-cell links, as
-part of the space's structure, which Mesa redraws on every update.
+has none), so the renderer draws it, with the cell borders and the power-line corridors or streets the
+devices follow, as part of the space's structure.
+
+That structure changes only with the layer (and, for service coverage, with each round), so
+:meth:`CoverageMapRenderer.frame_png` draws it once into a cached background (matplotlib's Agg renderer,
+as in blitting) and each frame draws only what moves on top of it: the device → serving-cell links, the
+agents (Mesa's ``draw_agents``) and the title. :func:`MapView` shows those frames on the page.
 """
 
 from __future__ import annotations
 
+import io
 import zlib
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import reacton.ipywidgets as rw
 import solara
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from mesa.visualization import SpaceRenderer
 from mesa.visualization.components import AgentPortrayalStyle
+from PIL import Image
 
 if TYPE_CHECKING:
+    from twin.model import TwinModel
+    from twin.viz.frames import FrameGate
     from twin.viz.live import LiveScenario
 
 CoverageLayer = Literal["sinr", "rate", "service"]
@@ -50,6 +63,8 @@ KIND_COLOURS = {
 SPARE_COLOURS = ("#e6194b", "#f58231", "#911eb4", "#f032e6", "#9a6324", "#800000", "#000075", "#a9a9a9")
 CELL_COLOURS = ("#ffffff", "#ffe119", "#42d4f4", "#bfef45", "#fabed4", "#dcbeff", "#fffac8", "#aaffc3")
 BASE_STATION_COLOUR = "#1a1a1a"
+CORRIDOR_STYLE: dict[str, Any] = {"colors": "#3b2a1a", "linewidths": 1.6, "linestyles": "-.", "alpha": 0.9}
+STREET_STYLE: dict[str, Any] = {"colors": "#f5f5f5", "linewidths": 1.1, "alpha": 0.75}
 _COVERED = ListedColormap(["#d9d9d9", "#41ab5d"])
 
 
@@ -85,7 +100,7 @@ class CoverageMapRenderer(SpaceRenderer):
     """Mesa's space renderer of a :class:`LiveScenario`, with the coverage layer under the agents."""
 
     def __init__(self, model: LiveScenario, backend: Literal["matplotlib"] = "matplotlib") -> None:
-        """Set up the figure, the structure (coverage, cells, links) and the agents' portrayal.
+        """Set up the figure, the structure (coverage, cells, routes) and the agents' portrayal.
 
         Raises:
             ValueError: a backend other than matplotlib.
@@ -97,12 +112,15 @@ class CoverageMapRenderer(SpaceRenderer):
         figure = self.backend_renderer.fig
         figure.set_size_inches(6.4, 6.8)
         self.colorbar_axes = self.backend_renderer.ax.inset_axes((1.03, 0.0, 0.035, 1.0))
+        self._agg: RendererAgg | None = None
+        self._background: Any = None
+        self._background_key: Hashable = None
+        self._moving: list[Artist] = []
         self.setup_structure()
         self.setup_agents(portray_agent)
-        self.render()
 
     def draw_structure(self, **kwargs: Any) -> Axes:
-        """Mesa's frame of the space, then the coverage layer, cell borders and serving-cell links."""
+        """Mesa's frame of the space, then the coverage layer, cell borders, corridors or streets, legend."""
         ax: Axes = super().draw_structure(**kwargs)
         twin = self.live.twin
         self.colorbar_axes.clear()
@@ -112,15 +130,13 @@ class CoverageMapRenderer(SpaceRenderer):
             return ax
         width, height = twin.area.width_m, twin.area.height_m
         draw_coverage_layer(ax, self.colorbar_axes, self.live, coverage_layer.value)
-        draw_serving_links(ax, self.live)
+        draw_routes(ax, twin)
         ax.set_xlim(0.0, width)
         ax.set_ylim(0.0, height)
         ax.set_aspect("equal")
         ax.set_xlabel("x (m)")
         ax.set_ylabel("y (m)")
-        network = twin.network
-        rounds = f" · round {network.rounds_done}/{twin.rounds_limit}" if network is not None else ""
-        ax.set_title(f"{self.live.scenario_name} · t = {float(twin.time):.0f} s{rounds}", fontsize=10)
+        ax.set_title(self.title(), fontsize=10)
         ax.legend(
             handles=legend_handles(self.live),
             loc="upper center",
@@ -130,6 +146,76 @@ class CoverageMapRenderer(SpaceRenderer):
             frameon=False,
         )
         return ax
+
+    def title(self) -> str:
+        """``scenario · t = … s · round r/R`` (or that the run could not start)."""
+        twin = self.live.twin
+        if twin is None:
+            return f"{self.live.scenario_name}: could not start"
+        network = twin.network
+        rounds = f" · round {network.rounds_done}/{twin.rounds_limit}" if network is not None else ""
+        return f"{self.live.scenario_name} · t = {float(twin.time):.0f} s{rounds}"
+
+    def structure_key(self) -> Hashable:
+        """Changes when the structure must be redrawn: the layer, and each round's service coverage."""
+        twin = self.live.twin
+        if twin is None:
+            return ("could not start",)
+        layer = coverage_layer.value
+        return (layer, id(twin.last_coverage) if layer == "service" else None)
+
+    def frame_png(self) -> bytes:
+        """The map now, as PNG: the cached structure with this instant's links, agents and title on top."""
+        figure = self.backend_renderer.fig
+        ax = self.canvas
+        for artist in self._moving:
+            artist.remove()
+        self._moving = []
+        key = self.structure_key()
+        if self._agg is None or key != self._background_key:
+            self._draw_background(key)
+        assert self._agg is not None
+        self._agg.restore_region(self._background)
+        if self.live.twin is not None:
+            before = set(ax.get_children())
+            draw_serving_links(ax, self.live)
+            self.draw_agents()
+            self._moving = [a for a in ax.get_children() if a not in before]
+        for artist in sorted(self._moving, key=lambda a: a.get_zorder()):
+            artist.draw(self._agg)
+        ax.title.set_text(self.title())
+        ax.title.set_alpha(None)
+        ax.title.draw(self._agg)
+        width, height = self._agg.get_canvas_width_height()
+        image = Image.frombuffer(
+            "RGBA", (int(width), int(height)), self._agg.buffer_rgba(), "raw", "RGBA", 0, 1
+        )
+        buffer = io.BytesIO()
+        image.save(buffer, format="png", compress_level=1)
+        figure.stale = False
+        return buffer.getvalue()
+
+    def _draw_background(self, key: Hashable) -> None:
+        """Draw everything that does not move (title hidden but laid out) and keep the pixels."""
+        figure = self.backend_renderer.fig
+        ax = self.canvas
+        for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.artists]:
+            artist.remove()
+        self.draw_structure()
+        ax.title.set_alpha(0.0)
+        width, height = figure.bbox.size
+        self._agg = RendererAgg(int(round(width)), int(round(height)), figure.dpi)
+        figure.draw(self._agg)
+        self._background = self._agg.copy_from_bbox(figure.bbox)
+        self._background_key = key
+
+
+@solara.component
+def MapView(renderer: CoverageMapRenderer, frame: int, gate: FrameGate) -> None:
+    """The map of ``renderer``'s model, drawn anew on each ``frame`` of the page and on a layer change."""
+    layer = coverage_layer.value
+    png = solara.use_memo(lambda: gate.timed(renderer.frame_png), dependencies=[renderer, frame, layer])
+    rw.Image(value=png, format="png")
 
 
 def draw_coverage_layer(ax: Axes, cax: Axes, live: LiveScenario, layer: CoverageLayer) -> None:
@@ -186,8 +272,42 @@ def draw_serving_links(ax: Axes, live: LiveScenario) -> None:
         ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.6, alpha=0.7, zorder=2))
 
 
+def corridor_segments(twin: TwinModel) -> list[np.ndarray]:
+    """The routes devices fly along (``route_m`` polylines, e.g. power-line corridors), each once."""
+    routes: dict[bytes, np.ndarray] = {}
+    for device in twin.devices:
+        route = getattr(device, "route_m", None)
+        if route is not None:
+            array = np.asarray(route, dtype=float)
+            routes.setdefault(array.tobytes(), array)
+    return list(routes.values())
+
+
+def street_segments(twin: TwinModel) -> list[np.ndarray]:
+    """The street grid devices drive on (every ``block_m`` metres, as far as a whole block fits)."""
+    width, height = twin.area.width_m, twin.area.height_m
+    segments: list[np.ndarray] = []
+    for block in sorted({float(b) for d in twin.devices if (b := getattr(d, "block_m", None))}):
+        x_end, y_end = np.floor(width / block) * block, np.floor(height / block) * block
+        xs, ys = np.arange(0.0, x_end + block / 2, block), np.arange(0.0, y_end + block / 2, block)
+        segments += [np.array([[x, 0.0], [x, y_end]]) for x in xs]
+        segments += [np.array([[0.0, y], [x_end, y]]) for y in ys]
+    return segments
+
+
+def draw_routes(ax: Axes, twin: TwinModel) -> None:
+    """Power-line corridors and streets as lines over the coverage layer, under links and agents."""
+    corridors, streets = corridor_segments(twin), street_segments(twin)
+    if streets:
+        ax.add_collection(LineCollection(streets, zorder=1.5, label="street", **STREET_STYLE))
+    if corridors:
+        ax.add_collection(
+            LineCollection(corridors, zorder=1.6, label="power-line corridor", **CORRIDOR_STYLE)
+        )
+
+
 def legend_handles(live: LiveScenario) -> list[Line2D]:
-    """Legend entries: device kinds present, every device state, the base station and the links."""
+    """Legend entries: device kinds present, every device state, the base station, routes and the links."""
     twin = live.twin
     assert twin is not None
     kinds = sorted({d.kind for d in twin.devices})
@@ -195,6 +315,11 @@ def legend_handles(live: LiveScenario) -> list[Line2D]:
     handles += [_marker(state, marker, "#7f7f7f") for state, marker in STATE_MARKERS.items()]
     handles.append(_marker("base station (gNB)", "H", BASE_STATION_COLOUR, size=10))
     handles.append(Line2D([], [], color="#555555", linewidth=0.8, label="serving-cell link"))
+    if street_segments(twin):
+        handles.append(Line2D([], [], color="#bdbdbd", linewidth=1.1, label="street"))
+    if corridor_segments(twin):
+        style = {"color": CORRIDOR_STYLE["colors"], "linestyle": "-.", "linewidth": 1.6}
+        handles.append(Line2D([], [], label="power-line corridor", **style))
     return handles
 
 

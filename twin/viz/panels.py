@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from twin.viz.live import LiveScenario
 
 _OPS = {"min": "≥", "max": "≤", "level": "≥", "mode": "∈"}
-_PASS, _FAIL = "#2e7d32", "#c62828"
+_PASS, _FAIL, _PENDING = "#2e7d32", "#c62828", "#757575"
 
 
 def format_value(value: float | str, unit: str = "") -> str:
@@ -44,17 +44,28 @@ def indicator_row(indicator: Indicator) -> str:
     return f'<tr title="{html.escape(indicator.detail)}">{escaped}<td>{mark}</td></tr>'
 
 
-def qoais_html(reports: Sequence[ServiceReport]) -> str:
-    """Every service's verdict, limiting factor and indicator table, as HTML."""
+def verdict_shown(report: ServiceReport, running: bool) -> tuple[str, str]:
+    """The colour and words of a report's verdict on the page.
+
+    Nothing assessed yet: ``pending`` while the run goes on (``not assessed`` once it has ended), never a
+    PASS. While the run goes on, a verdict holds only so far (``PASS so far``, ``FAIL so far``).
+    """
+    if not report.indicators:
+        return _PENDING, "pending" if running and report.incomplete is None else report.verdict
+    colour = _PASS if report.passed else (_FAIL if report.verdict == "FAIL" else _PENDING)
+    return colour, f"{report.verdict} so far" if running and report.incomplete is None else report.verdict
+
+
+def qoais_html(reports: Sequence[ServiceReport], *, running: bool = False) -> str:
+    """Every service's verdict, limiting factor and indicator table, as HTML (``running``: run goes on)."""
     if not reports:
         return "<p>No service has a QoAIS report yet.</p>"
     parts = []
     for report in reports:
-        colour, verdict = (_PASS, "PASS") if report.passed else (_FAIL, report.verdict)
+        colour, verdict = verdict_shown(report, running)
         name = html.escape(f"{report.service} ({report.kind})")
-        parts.append(
-            f'<p style="margin:8px 0 2px"><b>{name}</b> — <b style="color:{colour}">{verdict}</b></p>'
-        )
+        shown = f'<b style="color:{colour}">{html.escape(verdict)}</b>'
+        parts.append(f'<p style="margin:8px 0 2px"><b>{name}</b> — {shown}</p>')
         if report.indicators:
             rows = "".join(indicator_row(i) for i in report.indicators)
             head = "<tr><th>indicator</th><th>achieved</th><th>target</th><th>met</th></tr>"
@@ -67,6 +78,8 @@ def qoais_html(reports: Sequence[ServiceReport]) -> str:
 
 PAGE_CSS = """
 .twin-map img, .twin-plot img { max-width: 100%; height: auto; }
+.v-slider-thumb__label-container { display: block !important; }
+.v-slider.v-input { margin-top: 26px; }
 .twin-qoais-table { border-collapse: collapse; font-size: 82%; width: 100%; }
 .twin-qoais-table td, .twin-qoais-table th {
   padding: 1px 6px; border-bottom: 1px solid #e0e0e0; text-align: left;
@@ -79,7 +92,10 @@ def QoaisPanel(model: LiveScenario) -> None:
     """The QoAIS of every service so far, against the targets of the scenario's config."""
     update_counter.get()
     version = data_version(model, "qoais")
-    content = solara.use_memo(lambda: qoais_html(model.qoais_reports()), dependencies=[model, version])
+    running = model.status == "running"
+    content = solara.use_memo(
+        lambda: qoais_html(model.qoais_reports(), running=running), dependencies=[model, version, running]
+    )
     with solara.Card("QoAIS", classes=["twin-qoais"]):
         solara.HTML(tag="div", unsafe_innerHTML=content)
 

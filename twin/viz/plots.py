@@ -1,32 +1,49 @@
 """Live KPI plots of a running scenario: service accuracy, response latency, energy and CO2, coverage.
 
 Each ``*_figure`` function draws one matplotlib figure from a :class:`LiveScenario` (no Solara in
-them, so they are tested directly); :func:`LivePlot` shows one on the page and redraws it when Mesa's
-SolaraViz signals an update. The x axis is simulated time in seconds.
+them, so they are tested directly); :func:`LivePlot` shows one on the page and redraws it when a new
+frame of the page (:class:`~twin.viz.frames.FrameGate`) finds its data changed. Every plot's x axis is
+simulated time in seconds from 0 to :func:`time_axis_end` of the run's clock, so the four line up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import reacton.ipywidgets as rw
 import solara
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from mesa.visualization.utils import update_counter
 from numpy.typing import ArrayLike
 
 from twin.kpi import co2_kg
 
 if TYPE_CHECKING:
+    from twin.viz.frames import FrameGate
     from twin.viz.live import LiveScenario
 
 FIGSIZE_IN = (5.4, 3.1)
 TRAINING_COLOUR = "#1f77b4"
 INFERENCE_COLOUR = "#d62728"
 _INFERENCE_STYLE: dict[str, Any] = {"color": INFERENCE_COLOUR, "ms": 3, "lw": 0.8}
+_NICE_ENDS = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+LOG_SCALE_SPAN = 10.0  # latencies spanning more than this factor are drawn on a log axis
+
+
+def time_axis_end(time_s: float) -> float:
+    """The right end of every plot's time axis, at or after ``time_s``.
+
+    The first round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k, at least 10 s) at or after
+    ``time_s``, so that the axis grows in steps rather than every second.
+    """
+    time_s = max(float(time_s), 10.0)
+    decade = 10.0 ** math.floor(math.log10(time_s))
+    return next(decade * m for m in _NICE_ENDS if decade * m >= time_s * (1 - 1e-12))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +143,15 @@ def accuracy_figure(live: LiveScenario) -> Figure:
         _waiting(ax, "no round or request yet")
     ax.set_ylim(0.0, 1.02)
     ax.set_ylabel("accuracy", fontsize=8)
-    _finish(ax)
+    _finish(ax, live)
     return figure
 
 
 def latency_figure(live: LiveScenario) -> Figure:
-    """Federated round latency and inference response latency (mean, p95), against targets (log scale)."""
+    """Federated round latency and inference response latency (mean, p95), against targets.
+
+    Log scale when the values span more than a factor :data:`LOG_SCALE_SPAN`, linear otherwise.
+    """
     figure, ax = _new_figure("Response latency")
     rows = _rows(live)
     services = _services(live)
@@ -149,12 +169,29 @@ def latency_figure(live: LiveScenario) -> Figure:
         if target is not None:
             _target(ax, target, INFERENCE_COLOUR, f"{name} target")
     if rows or services:
-        ax.set_yscale("log")
+        _latency_axis(ax, [y for line in ax.lines for y in np.asarray(line.get_ydata(), dtype=float)])
     else:
         _waiting(ax, "no round or request yet")
     ax.set_ylabel("latency (s)", fontsize=8)
-    _finish(ax)
+    _finish(ax, live)
     return figure
+
+
+def _latency_axis(ax: Axes, values: Sequence[float]) -> None:
+    """Latency axis limits (and scale) that show every value inside the frame.
+
+    A log axis when the latencies span more than :data:`LOG_SCALE_SPAN` (padded by a factor of 1.6),
+    else a linear one from 0 to 1.15 × the largest value.
+    """
+    shown = np.array([v for v in values if math.isfinite(v) and v > 0], dtype=float)
+    if not len(shown):
+        return
+    low, high = float(shown.min()), float(shown.max())
+    if high / low > LOG_SCALE_SPAN:
+        ax.set_yscale("log")
+        ax.set_ylim(low / 1.6, high * 1.6)
+    else:
+        ax.set_ylim(0.0, high * 1.15)
 
 
 def energy_figure(live: LiveScenario) -> Figure:
@@ -187,7 +224,7 @@ def energy_figure(live: LiveScenario) -> Figure:
         _waiting(ax, "not started")
     ax.set_ylim(bottom=0.0)
     ax.set_ylabel("energy (J)", fontsize=8)
-    _finish(ax)
+    _finish(ax, live)
     return figure
 
 
@@ -210,12 +247,13 @@ def coverage_figure(live: LiveScenario) -> Figure:
         _target(ax, targets.coverage, "#9467bd", "target")
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("share of the area", fontsize=8)
-    _finish(ax)
+    _finish(ax, live)
     return figure
 
 
-def _finish(ax: Axes) -> None:
-    ax.set_xlim(left=0.0)
+def _finish(ax: Axes, live: LiveScenario) -> None:
+    """The shared time axis (0 to :func:`time_axis_end` of the run's clock) and the legend."""
+    ax.set_xlim(0.0, time_axis_end(float(live.twin.time) if live.twin is not None else 0.0))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6.5, loc="best", framealpha=0.7)
 
@@ -230,21 +268,33 @@ PLOTS: dict[str, Callable[[LiveScenario], Figure]] = {
 _PER_STEP = frozenset({"energy"})
 
 
-def data_version(model: LiveScenario, name: str) -> tuple[int, int, int]:
-    """Changes when what plot ``name`` draws changes: rounds, requests (and steps, for per-step plots)."""
+def data_version(model: LiveScenario, name: str) -> tuple[int, int, int, float]:
+    """Changes when what plot ``name`` draws changes.
+
+    Rounds, requests, the time axis's end, and for per-step plots the steps.
+    """
     twin = model.twin
     if twin is None:
-        return (0, 0, 0)
+        return (0, 0, 0, 0.0)
     requests = sum(len(getattr(s, "records", ())) for s in twin.services)
-    return (len(twin.kpi_rows), requests, len(model.samples) if name in _PER_STEP else 0)
+    steps = len(model.samples) if name in _PER_STEP else 0
+    return (len(twin.kpi_rows), requests, steps, time_axis_end(float(twin.time)))
+
+
+def figure_png(figure: Figure) -> bytes:
+    """``figure`` as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 @solara.component
-def LivePlot(model: LiveScenario, name: str) -> None:
-    """One of :data:`PLOTS`, redrawn when its data has changed since the last update of the page."""
-    update_counter.get()
-    version = data_version(model, name)
+def LivePlot(model: LiveScenario, name: str, frame: int, gate: FrameGate) -> None:
+    """One of :data:`PLOTS`, redrawn on a new ``frame`` of the page if its data has changed since."""
+    version = solara.use_memo(lambda: data_version(model, name), dependencies=[model, name, frame])
     build = PLOTS[name]
-    figure = solara.use_memo(lambda: build(model), dependencies=[model, name, version])
+    png = solara.use_memo(
+        lambda: gate.timed(lambda: figure_png(build(model))), dependencies=[model, name, version]
+    )
     with solara.Column(classes=["twin-plot", f"twin-plot-{name}"], style={"min-width": "0"}):
-        solara.FigureMatplotlib(figure, format="png", dependencies=[model, name, version])
+        rw.Image(value=png, format="png")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.table import Table
 
@@ -42,14 +42,14 @@ def calculation_tables(result: CalculationResult) -> list[Table]:
         )
         table.add_column("metric", no_wrap=True)
         for row in result.rows:
-            table.add_column(f"split {int(row['split_point'])}", justify="right")
+            table.add_column(_row_header(row), justify="right")
         for column in result.columns:
             if column == "split_point":
                 continue
             cells = []
             for row in result.rows:
                 cell = _fmt(row[column])
-                compared = paper.get((str(int(row["split_point"])), column))
+                compared = paper.get((_row_key(row), column))
                 if compared is not None and compared.paper is not None:
                     colour = "dim" if compared.within_tolerance else "red"
                     cell += f"\n[{colour}]{_fmt(compared.paper)} {compared.diff:+.2f}[/{colour}]"
@@ -76,6 +76,15 @@ def calculation_tables(result: CalculationResult) -> list[Table]:
         highlights.add_row("note", "inputs differ from the paper's: differences are expected")
     tables.append(highlights)
     return tables
+
+
+def _row_key(row: Mapping[str, object]) -> str:
+    """A row's name in the comparison: its ``row`` label if it has one, else its split point (Table 3-13)."""
+    return str(row["row"]) if "row" in row else str(int(float(str(row["split_point"]))))
+
+
+def _row_header(row: Mapping[str, object]) -> str:
+    return str(row["row"]) if "row" in row else f"split {_row_key(row)}"
 
 
 def _fmt(value: object) -> str:

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CALCULATION_SEED_KEY = "run.seed"
+"""A calculation scenario whose config has this key draws its random numbers from it; ``--seed`` sets it."""
 MAX_SEED = 2**63 - 1
 """Largest ``--seed``: it is stored as a 64-bit integer in the run's tables."""
 
@@ -477,6 +479,8 @@ def run_calculation(options: RunOptions) -> CalculationRun:
     spec, config = resolve_config(options.scenario, options.overrides, options.rounds)
     if not isinstance(spec, CalculationScenario):
         raise ConfigError(f"scenario {options.scenario!r} is an agent simulation, not a calculation")
+    if CALCULATION_SEED_KEY in flatten(config) and CALCULATION_SEED_KEY not in options.overrides:
+        config = apply_overrides(config, {CALCULATION_SEED_KEY: options.seed})  # --seed reaches it
     run_id = options.run_id or new_run_id(spec.name, options.seed)
     check_out_dir(options.out_dir)
     run_dir = options.out_dir / run_id

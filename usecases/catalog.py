@@ -27,6 +27,13 @@ class CatalogEntry:
 
 BUILTIN: tuple[CatalogEntry, ...] = (
     CatalogEntry(
+        name="beam-orchestration",
+        summary="Paper 3.1.4: multi-cell beams from a predicted crowd under three predictor orchestrations",
+        paper_section="3.1.4",
+        kind="calculation",
+        module="usecases.beam_orchestration",
+    ),
+    CatalogEntry(
         name="grid-inspection",
         summary="Drones patrol power lines: on-board fault detection, escalation, federated learning",
         paper_section="2.3.8",

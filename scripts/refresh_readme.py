@@ -6,7 +6,8 @@ Blocks sit between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NA
 - ``make-run``: the console output of ``twin run home-health`` (what ``make run`` prints), the
   wall-clock line kept as measured on this machine;
 - ``default-verdicts``: each default agent scenario's QoAIS verdict per service, with the limiting
-  indicator of any that fails.
+  indicator of any that fails;
+- ``default-accuracy``: each default run's held-out accuracy against its majority-class baseline.
 
 Usage: ``.venv/bin/python scripts/refresh_readme.py [--check]`` (``--check``: exit 1 if the README
 differs from a fresh run instead of writing it; the wall-clock line is ignored then).
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -54,14 +56,21 @@ def make_run_block(out: Path) -> str:
     return f"```\n{text}\n```\n"
 
 
-def verdicts_block(out: Path) -> str:
-    """A table of the default scenarios' QoAIS verdicts, from real runs."""
-    rows = ["| scenario | service | verdict | what limits it |", "|---|---|---|---|"]
+def default_runs(out: Path) -> dict[str, dict[str, object]]:
+    """The JSON document of each default agent scenario's run (``twin run NAME --format json``)."""
+    documents = {}
     for scenario in DEFAULT_SCENARIOS:
         done = _run([scenario, "--format", "json"], out)
         if done.returncode not in (0, 4):
             raise SystemExit(f"twin run {scenario} failed ({done.returncode}): {done.stderr.strip()}")
-        document = json.loads(done.stdout)
+        documents[scenario] = json.loads(done.stdout)
+    return documents
+
+
+def verdicts_block(documents: dict[str, dict[str, Any]]) -> str:
+    """A table of the default scenarios' QoAIS verdicts, from real runs."""
+    rows = ["| scenario | service | verdict | what limits it |", "|---|---|---|---|"]
+    for scenario, document in documents.items():
         for report in document["qoais_reports"]:
             failed = [i for i in report["indicators"] if not i["passed"]]
             limits = "; ".join(
@@ -70,6 +79,19 @@ def verdicts_block(out: Path) -> str:
             )
             rows.append(f"| `{scenario}` | {report['service']} | {report['verdict']} | {limits or '—'} |")
     return "\n".join(rows) + "\n"
+
+
+def accuracy_block(documents: dict[str, dict[str, Any]]) -> str:
+    """Each default run's last held-out accuracy against its majority-class baseline."""
+    parts = []
+    for scenario, document in documents.items():
+        last = document["kpis"][-1]
+        baseline = document.get("majority_baseline_accuracy", float("nan"))
+        parts.append(
+            f"`{scenario}` {last['accuracy']:.3f} after {len(document['kpis'])} rounds "
+            f"(majority-class baseline {baseline:.3f})"
+        )
+    return "Held-out accuracy of the default runs: " + "; ".join(parts) + ".\n"
 
 
 def _fmt(value: object) -> str:
@@ -91,7 +113,12 @@ def main() -> int:
     args = parser.parse_args()
     readme = README.read_text()
     with tempfile.TemporaryDirectory() as tmp:
-        blocks = {"make-run": make_run_block(Path(tmp)), "default-verdicts": verdicts_block(Path(tmp))}
+        documents = default_runs(Path(tmp))
+        blocks = {
+            "make-run": make_run_block(Path(tmp)),
+            "default-verdicts": verdicts_block(documents),
+            "default-accuracy": accuracy_block(documents),
+        }
     missing = set(blocks) - {m.group("name") for m in _BLOCK.finditer(readme)}
     if missing:
         raise SystemExit(f"README.md lacks the generated block(s): {', '.join(sorted(missing))}")

@@ -1,8 +1,10 @@
-"""``twin viz``: watch a scenario run in the browser (a Solara app built on Mesa's SolaraViz).
+"""``twin viz``: watch a scenario run in the browser (a Solara app built on Mesa's SolaraViz), or replay one.
 
 The command checks the scenario and its ``--set`` values first (a mistake is one line and exit 2, as
 for ``twin run``), then serves :mod:`twin.viz.app` with ``solara run`` in a child process until
 Ctrl-C. ``--host``, ``--port`` and ``--no-open`` mean what they mean for ``solara run``.
+``--replay runs/<id>`` serves the replay of a finished run (:mod:`twin.viz.replay`); its directory is
+checked first in the same way.
 """
 
 from __future__ import annotations
@@ -15,9 +17,18 @@ from typing import Annotated
 
 import typer
 
-from twin.cli import ScenarioArgument, SeedOption, SetOption, app, err_console
+from twin.cli import SeedOption, SetOption, app, err_console
 from twin.config import parse_set_options
 from twin.errors import ConfigError
+
+OptionalScenarioArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="Scenario name (see `twin list`), or a .py file or module that registers one "
+        "(`path.py:name` picks one of several). With --replay: only for a scenario not known by name.",
+        show_default=False,
+    ),
+]
 
 # A tab closed without its unload beacon (a crashed browser) frees its run after this long.
 KERNEL_CULL_TIMEOUT = "2m"
@@ -43,7 +54,7 @@ def solara_command(*, host: str, port: int, open_browser: bool) -> list[str]:
 
 @app.command("viz")
 def viz(
-    scenario: ScenarioArgument,
+    scenario: OptionalScenarioArgument = None,
     seed: SeedOption = 0,
     set_: SetOption = None,
     broker: Annotated[
@@ -55,22 +66,44 @@ def viz(
     out: Annotated[
         Path | None, typer.Option("--out", help="Keep each run's directory here (default: not kept).")
     ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay",
+            help="Replay a finished run (runs/<id>) instead: its map, plots and QoAIS over a time slider.",
+        ),
+    ] = None,
 ) -> None:
-    """Serve a page that runs SCENARIO live: map, KPI plots, QoAIS, parameters, play / step / reset."""
+    """Serve a page that runs SCENARIO live (map, KPI plots, QoAIS, parameters, play / step / reset).
+
+    With --replay RUN_DIR, the page replays that finished run instead; SCENARIO is then needed only for a
+    scenario of your own that is not known by name (its file or module).
+    """
     from twin.runner import broker_security, resolve_config
     from twin.viz import assets
     from twin.viz.app import LaunchSettings
     from usecases import registry
 
-    if seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {seed}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be within [0, 65535], got {port}")
-    overrides = parse_set_options(set_ or [])
-    resolve_config(registry.resolve_one(scenario), overrides)
-    broker_security(broker)
-    target = _portable_target(scenario)  # the page's process imports it again
-    settings = LaunchSettings(target, seed, overrides, broker, str(out) if out is not None else "")
+    if replay is not None:
+        if seed != 0 or set_ or broker != "embedded" or out is not None:
+            raise ConfigError("--replay shows a recorded run: --seed, --set, --broker and --out do not apply")
+        from twin.viz.replay import load_replay
+
+        load_replay(replay, scenario)  # a bad directory is one line and exit 2, before serving
+        target = _portable_target(scenario) if scenario is not None else ""
+        settings = LaunchSettings(target, replay=str(replay.expanduser().resolve()))
+    else:
+        if scenario is None:
+            raise ConfigError("give a scenario (see `twin list`), or --replay runs/<run_id>")
+        if seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {seed}")
+        overrides = parse_set_options(set_ or [])
+        resolve_config(registry.resolve_one(scenario), overrides)
+        broker_security(broker)
+        target = _portable_target(scenario)  # the page's process imports it again
+        settings = LaunchSettings(target, seed, overrides, broker, str(out) if out is not None else "")
     missing = assets.missing_packages()
     if missing:
         err_console.print(

@@ -148,6 +148,18 @@ def status_payload(
     return encode_json(document)
 
 
+def _column(values: list[Any]) -> pa.Array:
+    """An Arrow column of ``values``; as text when the agents disagree on its type (a kind's own field)."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.Array:
+    return pa.array([None if v is None else str(v) for v in column.to_pylist()], type=pa.string())
+
+
 class TelemetryTable:
     """Every agent's telemetry samples of a run, kept compactly for ``telemetry.parquet``.
 
@@ -178,7 +190,7 @@ class TelemetryTable:
         if self._pending:
             rows = self._pending
             columns = dict.fromkeys(key for row in rows for key in row)  # every key, in first-seen order
-            self._chunks.append(pa.table({key: [row.get(key) for row in rows] for key in columns}))
+            self._chunks.append(pa.table({key: _column([row.get(key) for row in rows]) for key in columns}))
             self._pending = []
 
     def table(self) -> pa.Table:
@@ -186,7 +198,27 @@ class TelemetryTable:
         self._flush()
         if not self._chunks:
             return pa.table({})
-        return pa.concat_tables(self._chunks, promote_options="permissive")
+        try:
+            return pa.concat_tables(self._chunks, promote_options="permissive")
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+        ):  # a field that is a number for one kind, text for another
+            types: dict[str, set[pa.DataType]] = {}
+            for chunk in self._chunks:
+                for f in chunk.schema:
+                    types.setdefault(f.name, set()).add(f.type)
+            mixed = {name for name, seen in types.items() if len(seen - {pa.null()}) > 1}
+            chunks = [
+                pa.table(
+                    {
+                        n: _as_text(c) if n in mixed else c
+                        for n, c in zip(t.column_names, t.columns, strict=True)
+                    }
+                )
+                for t in self._chunks
+            ]
+            return pa.concat_tables(chunks, promote_options="permissive")
 
     def write(self, path: Path) -> None:
         """Write the samples as Parquet (an empty table when there were none)."""

@@ -201,3 +201,17 @@ def test_twin_runs_lists_newest_first_and_watch_follows_the_newest_running(
     assert listing_s < 30
     assert first.startswith(f"watching run {newer_id} on "), first + err
     assert watcher.returncode == 0 and "finished" in out
+
+
+def test_a_field_that_is_a_number_for_one_kind_and_text_for_another_is_kept_as_text() -> None:
+    """Agent kinds may give one field name different types (a robot's ``line`` 'machining', another's 3):
+    within a chunk and across chunks, the table keeps every value, as text."""
+    # Prepare
+    table = TelemetryTable(chunk_rows=2)
+    lines: list[Any] = [1, "machining", 3, 4]
+    # Execute
+    for i, line in enumerate(lines):
+        table.append({"schema": "twin.telemetry.v1", "kind": "robot", "agent_id": f"r-{i}", "line": line})
+    rows = table.table().to_pylist()
+    # Assert
+    assert [r["line"] for r in rows] == ["1", "machining", "3", "4"]

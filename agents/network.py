@@ -88,6 +88,8 @@ class NetworkAgent(Agent):
         self.round: RoundState | None = None
         self.rounds_done = 0
         self.last_accuracy = float("nan")
+        self.kpi_labels: dict[str, str] = {}
+        """Columns put first in each KPI row (e.g. the service, when several federated services run)."""
         model.exchange.register_template(service, self.global_params)
         self.model_bits = 8 * model.exchange.payload_bytes(self.global_params)
 
@@ -106,7 +108,7 @@ class NetworkAgent(Agent):
         """
         model = self.model
         index = self.rounds_done + 1
-        devices = sorted(model.devices, key=lambda d: d.agent_id)
+        devices = self.candidates()
         rng = model.seeds.numpy(f"fl/select/{index}")
         n_pick = max(1, round(self.fl.clients_per_round * len(devices)))
         picked = (
@@ -268,6 +270,7 @@ class NetworkAgent(Agent):
             min_accuracy=self.targets.accuracy,
         )
         row = {
+            **self.kpi_labels,
             "round": state.index,
             "sim_time_s": model.time,
             "round_latency_s": model.time - state.start_s,
@@ -305,13 +308,25 @@ class NetworkAgent(Agent):
         self.rounds_done = state.index
         self.round = None
         if model.rounds_limit is not None and self.rounds_done >= model.rounds_limit:
-            model.running = False
+            self.on_rounds_limit()
             return
-        model.schedule_event(self.start_round, at=model.time + self.fl.round_interval_s)
+        self.schedule_next_round()
+
+    def schedule_next_round(self) -> None:
+        """After a round: the next one ``fl.round_interval_s`` later (a subclass may train in campaigns)."""
+        self.model.schedule_event(self.start_round, at=self.model.time + self.fl.round_interval_s)
+
+    def candidates(self) -> list[Device]:
+        """The devices this service selects from, in id order (every device of the world)."""
+        return sorted(self.model.devices, key=lambda d: d.agent_id)
+
+    def on_rounds_limit(self) -> None:
+        """The service has run its last round (``--rounds``): the run ends."""
+        self.model.running = False
 
     def accuracy_by_device(self) -> dict[str, float]:
         """Accuracy of the current global model on each device's own data (one batched forward pass)."""
-        devices = self.model.devices
+        devices = self.candidates()
         x = torch.cat([d.data.x for d in devices])
         y = torch.cat([d.data.y for d in devices])
         with torch.no_grad():

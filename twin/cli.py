@@ -152,17 +152,21 @@ def run(
         state: dict[str, Any] = {}
 
         def on_model(model: Any) -> None:
-            state["total"] = model.rounds_limit
-            progress.update(task, total=model.rounds_limit)
+            state["ticked"] = _ticked_service(model)
+            total = state["ticked"].progress()[1] if state["ticked"] is not None else model.rounds_limit
+            progress.update(task, total=total)
 
         def on_step(model: Any) -> None:
             rows = model.kpi_rows
             acc = f"{rows[-1]['accuracy']:.3f}" if rows else "—"
-            progress.update(
-                task,
-                completed=len(rows),
-                info=f"t={model.time:7.1f} s  round {len(rows)}/{state.get('total')}  accuracy {acc}",
-            )
+            ticked = state.get("ticked")
+            if ticked is not None:  # --rounds counts the service's ticks; training rounds run within
+                done, total = ticked.progress()
+                count = f"tick {done}/{total}  round {len(rows)}"
+            else:
+                done, total = len(rows), model.rounds_limit
+                count = f"round {done}/{total}" if total is not None else f"round {done}"
+            progress.update(task, completed=done, info=f"t={model.time:7.1f} s  {count}  accuracy {acc}")
 
         from twin.cli_stream import announce_run  # run id, broker, metrics URL: before the first round
 
@@ -183,6 +187,11 @@ def run(
         console.print(f"run directory: {result.run_dir}")
     if result.status != "finished":
         raise typer.Exit(4)
+
+
+def _ticked_service(model: Any) -> Any:
+    """The service whose ticks ``--rounds`` counts (one with ``progress() -> (done, total)``), if any."""
+    return next((s for s in model.services if callable(getattr(s, "progress", None))), None)
 
 
 def _print_summary(result: Any, wall_s: float) -> None:

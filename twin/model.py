@@ -119,6 +119,7 @@ class TwinModel(Model):
         self.base_stations: list[Any] = []
         self._devices: dict[str, DeviceLike] = {}
         self.network: Any = None
+        self.networks: dict[str, Any] = {}  # further network agents by service (several federated services)
         self.links: LinkModel | None = None
         self.status = "running"
         self._subscribed: set[str] = set()
@@ -298,9 +299,9 @@ class TwinModel(Model):
                 host.on_message(message)
                 continue
             received = self.exchange.receive(message)
-            network = self.network
             if received is None:
                 continue
+            network = self.networks.get(received.service, self.network)
             if network is None or received.service != network.service:
                 self.bus.stats.reject("unknown")
             elif isinstance(received, ReceivedModel):

@@ -390,6 +390,10 @@ class RunSession:
         reports = [s.qoais(tls=tls, authenticated=authenticated) for s in model.services]
         if model.network is None:
             return reports
+        own_report = getattr(model.network, "training_report", None)  # a network agent that is not federated
+        if callable(own_report):
+            own = own_report(model.kpi_rows, self.config.qoais, tls=tls, authenticated=authenticated)
+            return [own, *reports]
         training = federated_training_report(
             model.network.service,
             model.kpi_rows,

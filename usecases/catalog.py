@@ -34,6 +34,21 @@ BUILTIN: tuple[CatalogEntry, ...] = (
         module="usecases.beam_orchestration",
     ),
     CatalogEntry(
+        name="disease-diagnosis",
+        summary="Terminals desensitise cases; the edge re-trains, infers, escalates to the core; drift",
+        paper_section="2.3.6",
+        kind="agents",
+        module="usecases.disease_diagnosis",
+    ),
+    CatalogEntry(
+        name="food-cycle",
+        summary="Food ledgers of shops, warehouses, vans, homes, waste trucks: data service, federated "
+        "demand model, compressed and placed, optimised allocation and routes",
+        paper_section="2.3.3",
+        kind="agents",
+        module="usecases.food_cycle",
+    ),
+    CatalogEntry(
         name="grid-inspection",
         summary="Drones patrol power lines: on-board fault detection, escalation, federated learning",
         paper_section="2.3.8",
@@ -48,11 +63,33 @@ BUILTIN: tuple[CatalogEntry, ...] = (
         module="usecases.home_health",
     ),
     CatalogEntry(
+        name="industrial-robots",
+        summary="Factory robots: per-step clustered FL of a defect CNN, live split inference, bounded jitter",
+        paper_section="2.3.2",
+        kind="agents",
+        module="usecases.industrial_robots",
+    ),
+    CatalogEntry(
         name="robotaxi",
         summary="Robotaxis cruising a street grid learn the regional demand model by federated learning",
         paper_section="2.3.1",
         kind="agents",
         module="usecases.robotaxi",
+    ),
+    CatalogEntry(
+        name="virtual-classroom",
+        summary="VR/AR learners: generated engagement model, federated training, edge rendering (EDF/FCFS)",
+        paper_section="2.3.7",
+        kind="agents",
+        module="usecases.virtual_classroom",
+    ),
+    CatalogEntry(
+        name="unmanned-grazing",
+        summary="Herds on a 60 km² pasture: drones and cameras learn herd health over cells and a satellite, "
+        "store and forward, model sharing",
+        paper_section="2.3.5",
+        kind="agents",
+        module="usecases.unmanned_grazing",
     ),
     CatalogEntry(
         name="seed-federated-training",

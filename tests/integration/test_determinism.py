@@ -106,3 +106,116 @@ def test_chunked_models_over_a_real_broker_change_nothing(
     pd.testing.assert_frame_equal(result.kpis, whole.kpis, check_exact=True)
     # each model goes out as a manifest and 6 chunks instead of one message
     assert result.summary["bus"]["published"] > 1.5 * whole.summary["bus"]["published"]
+
+
+@pytest.mark.broker
+def test_disease_diagnosis_is_the_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+    """disease-diagnosis (desensitised cases, cascade, drift re-training) repeats exactly over the embedded
+    broker and the in-process bus: KPIs and every per-case / per-check record."""
+    overrides = {"devices.count": "10", "cascade.ticks": "12", "cascade.start_s": "30", "drift.at_s": "80"}
+
+    def run(broker: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        result = run_scenario(
+            RunOptions("disease-diagnosis", seed=3, overrides=overrides, broker=broker, out_dir=tmp_path)
+        )
+        assert result.status == "finished", result.error
+        return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
+
+    kpis_mqtt, requests_mqtt = run(embedded_broker.url)
+    kpis_local, requests_local = run("local")
+    assert len(kpis_mqtt) >= 1 and len(requests_mqtt) > 0
+    pd.testing.assert_frame_equal(kpis_mqtt, kpis_local, check_exact=True)
+    pd.testing.assert_frame_equal(requests_mqtt, requests_local, check_exact=True)
+
+
+@pytest.mark.broker
+def test_unmanned_grazing_is_the_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+    """unmanned-grazing (satellite passes, stored-and-forwarded updates, model sharing) gives identical KPIs
+    and sharing records on the embedded broker and the in-process bus."""
+    overrides = {"devices.drones": "3", "devices.cameras": "4", "sharing.max_rounds": "8"}
+
+    def run(broker: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        result = run_scenario(
+            RunOptions(
+                "unmanned-grazing", seed=4, overrides=overrides, broker=broker, out_dir=tmp_path, rounds=4
+            )
+        )
+        assert result.status == "finished", result.error
+        return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
+
+    embedded, embedded_sharing = run(embedded_broker.url)
+    local, local_sharing = run("local")
+    assert embedded["forwarded"].sum() + embedded["stragglers"].sum() > 0
+    pd.testing.assert_frame_equal(embedded, local, check_exact=True)
+    pd.testing.assert_frame_equal(embedded_sharing, local_sharing, check_exact=True)
+
+
+CLASSROOM = {"devices.count": "16", "fl.clients_per_round": "0.5"}
+
+
+@pytest.mark.broker
+def test_virtual_classroom_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+    """virtual-classroom (generation, federated training, engagement feedback, edge compute) gives identical
+    KPIs and per-request records on the embedded broker and on the in-process bus."""
+    runs = [
+        run_scenario(
+            RunOptions(
+                "virtual-classroom", seed=5, overrides=CLASSROOM, broker=broker, out_dir=tmp_path, rounds=2
+            )
+        )
+        for broker in (embedded_broker.url, "local")
+    ]
+    assert all(r.status == "finished" for r in runs), [r.error for r in runs]
+    pd.testing.assert_frame_equal(runs[0].kpis, runs[1].kpis, check_exact=True)
+    requests = [pd.read_parquet(r.run_dir / "requests.parquet") for r in runs]
+    assert set(requests[0]["service"]) == {"model-generation", "virtual-teacher", "edge-compute"}
+    pd.testing.assert_frame_equal(requests[0], requests[1], check_exact=True)
+
+
+@pytest.mark.broker
+def test_industrial_robots_repeat_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+    """industrial-robots (3 clustered FL services, live split inference) gives identical KPI tables and
+    identical request records (split points, latencies) on the embedded broker and the in-process bus."""
+    small = {"devices.count": "6", "devices.test_samples": "80", "devices.samples_max": "80"}
+
+    def run(broker: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        result = run_scenario(
+            RunOptions(
+                "industrial-robots", seed=9, overrides=small, broker=broker, out_dir=tmp_path, rounds=2
+            )
+        )
+        assert result.status == "finished", result.error
+        return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
+
+    kpis_mqtt, requests_mqtt = run(embedded_broker.url)
+    kpis_local, requests_local = run("local")
+    assert sorted(kpis_local["service"].unique()) == ["defects-step-1", "defects-step-2", "defects-step-3"]
+    pd.testing.assert_frame_equal(kpis_mqtt, kpis_local, check_exact=True)
+    pd.testing.assert_frame_equal(requests_mqtt, requests_local, check_exact=True)
+
+
+@pytest.mark.broker
+def test_food_cycle_is_the_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+    """food-cycle (ledger collection, federated demand model, compression, deployment, plans) gives
+    identical KPIs and per-service records on the embedded broker and the in-process bus."""
+    small = {
+        "devices.shops": "6",
+        "devices.households": "4",
+        "devices.history_days": "28",
+        "collection.days": "7",
+    }
+
+    def run(broker: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        result = run_scenario(
+            RunOptions("food-cycle", seed=6, overrides=small, broker=broker, out_dir=tmp_path, rounds=3)
+        )
+        assert result.status == "finished", result.error
+        return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
+
+    kpis_mqtt, requests_mqtt = run(embedded_broker.url)
+    kpis_local, requests_local = run("local")
+    assert {"food-data", "route-allocation", "model-compression", "model-deployment"} <= set(
+        requests_local["service"]
+    )
+    pd.testing.assert_frame_equal(kpis_mqtt, kpis_local, check_exact=True)
+    pd.testing.assert_frame_equal(requests_mqtt, requests_local, check_exact=True)

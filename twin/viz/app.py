@@ -3,7 +3,8 @@
 What to show comes from the environment (``twin viz`` sets it): ``TWIN_VIZ_SCENARIO`` (default
 ``home-health``; or a ``.py`` file or module that registers it, as for ``twin run``),
 ``TWIN_VIZ_SEED``, ``TWIN_VIZ_SET`` (a JSON object of ``--set`` overrides),
-``TWIN_VIZ_BROKER`` (default ``embedded``) and ``TWIN_VIZ_OUT`` (keep run directories there).
+``TWIN_VIZ_BROKER`` (default ``embedded``), ``TWIN_VIZ_OUT`` (keep run directories there) and
+``TWIN_VIZ_REPLAY`` (a finished run's directory: replay it, :mod:`twin.viz.replay`, instead).
 
 An agent scenario runs in Mesa's :func:`~mesa.visualization.SolaraViz` (controls, parameters, play,
 step, reset) around a :class:`~twin.viz.live.LiveScenario`; each browser tab has its own run, closed
@@ -35,6 +36,7 @@ from twin.viz.map import CoverageMapRenderer, MapView
 from twin.viz.panels import PAGE_CSS, QoaisPanel, RunStatus
 from twin.viz.params import model_params, parse_seed
 from twin.viz.plots import LivePlot
+from twin.viz.replay import ReplayPage, ReplayRun, load_replay
 from usecases import registry
 from usecases.registry import CalculationScenario, Scenario
 
@@ -50,6 +52,8 @@ class LaunchSettings:
     overrides: dict[str, str] = field(default_factory=dict)
     broker: str = "embedded"
     out_dir: str = ""
+    replay: str = ""
+    """A finished run's directory to replay (``twin viz --replay``); empty: run the scenario live."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LaunchSettings:
@@ -66,12 +70,15 @@ class LaunchSettings:
             raise ConfigError(f"TWIN_VIZ_SET must be a JSON object of key: value, got {raw!r}") from exc
         if not isinstance(overrides, dict):
             raise ConfigError(f"TWIN_VIZ_SET must be a JSON object of key: value, got {raw!r}")
+        replay = env.get("TWIN_VIZ_REPLAY", "")
         return cls(
-            scenario=env.get("TWIN_VIZ_SCENARIO") or DEFAULT_SCENARIO,
+            # A replay takes the run's own scenario unless a file or module is named.
+            scenario=env.get("TWIN_VIZ_SCENARIO") or ("" if replay else DEFAULT_SCENARIO),
             seed=parse_seed(env.get("TWIN_VIZ_SEED") or 0),
             overrides={str(k): str(v) for k, v in overrides.items()},
             broker=env.get("TWIN_VIZ_BROKER") or "embedded",
             out_dir=env.get("TWIN_VIZ_OUT", ""),
+            replay=replay,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -82,6 +89,7 @@ class LaunchSettings:
             "TWIN_VIZ_SET": json.dumps(self.overrides),
             "TWIN_VIZ_BROKER": self.broker,
             "TWIN_VIZ_OUT": self.out_dir,
+            "TWIN_VIZ_REPLAY": self.replay,
         }
 
 
@@ -139,6 +147,9 @@ def Page() -> None:
     if isinstance(launch, str):
         solara.Error(launch)
         return
+    if isinstance(launch, ReplayRun):
+        ReplayPage(launch)
+        return
     settings, spec = launch
     if isinstance(spec, CalculationScenario):
         CalculationPage(spec, settings.overrides)
@@ -146,10 +157,12 @@ def Page() -> None:
         AgentPage(settings)
 
 
-def _launch() -> tuple[LaunchSettings, Scenario] | str:
-    """The launch settings and their scenario, or what is wrong with them."""
+def _launch() -> tuple[LaunchSettings, Scenario] | ReplayRun | str:
+    """The launch settings and their scenario, the run to replay, or what is wrong with them."""
     try:
         settings = LaunchSettings.from_env()
+        if settings.replay:
+            return load_replay(settings.replay, settings.scenario or None)
         # A user's .py file or module is imported (again) in this process, which serves the page.
         settings = replace(settings, scenario=registry.resolve_one(settings.scenario))
         spec, _ = resolve_config(settings.scenario, settings.overrides)

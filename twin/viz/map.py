@@ -28,14 +28,22 @@ from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from mesa.visualization import SpaceRenderer
 from mesa.visualization.components import AgentPortrayalStyle
 from PIL import Image
+
+from twin.viz.features import draw_features, feature_handles
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
     from twin.viz.frames import FrameGate
     from twin.viz.live import LiveScenario
+    from twin.viz.replay import ReplayScenario, ReplayTwin
+
+    type ShownRun = LiveScenario | ReplayScenario
+    """What the page draws: a live run, or a finished one replayed (:mod:`twin.viz.replay`)."""
+    type ShownWorld = TwinModel | ReplayTwin
 
 CoverageLayer = Literal["sinr", "rate", "service"]
 LAYERS: dict[CoverageLayer, str] = {
@@ -97,9 +105,9 @@ def portray_agent(agent: Any) -> AgentPortrayalStyle:
 
 
 class CoverageMapRenderer(SpaceRenderer):
-    """Mesa's space renderer of a :class:`LiveScenario`, with the coverage layer under the agents."""
+    """Mesa's space renderer of a live or replayed run, with the coverage layer under the agents."""
 
-    def __init__(self, model: LiveScenario, backend: Literal["matplotlib"] = "matplotlib") -> None:
+    def __init__(self, model: ShownRun, backend: Literal["matplotlib"] = "matplotlib") -> None:
         """Set up the figure, the structure (coverage, cells, routes) and the agents' portrayal.
 
         Raises:
@@ -130,6 +138,7 @@ class CoverageMapRenderer(SpaceRenderer):
             return ax
         width, height = twin.area.width_m, twin.area.height_m
         draw_coverage_layer(ax, self.colorbar_axes, self.live, coverage_layer.value)
+        draw_features(ax, twin)
         draw_routes(ax, twin)
         ax.set_xlim(0.0, width)
         ax.set_ylim(0.0, height)
@@ -179,6 +188,7 @@ class CoverageMapRenderer(SpaceRenderer):
         if self.live.twin is not None:
             before = set(ax.get_children())
             draw_serving_links(ax, self.live)
+            draw_server_queues(ax, self.live)
             self.draw_agents()
             self._moving = [a for a in ax.get_children() if a not in before]
         for artist in sorted(self._moving, key=lambda a: a.get_zorder()):
@@ -218,7 +228,7 @@ def MapView(renderer: CoverageMapRenderer, frame: int, gate: FrameGate) -> None:
     rw.Image(value=png, format="png")
 
 
-def draw_coverage_layer(ax: Axes, cax: Axes, live: LiveScenario, layer: CoverageLayer) -> None:
+def draw_coverage_layer(ax: Axes, cax: Axes, live: ShownRun, layer: CoverageLayer) -> None:
     """The chosen coverage layer as an image over the area, with its colour bar in ``cax``."""
     twin = live.twin
     assert twin is not None
@@ -244,7 +254,7 @@ def draw_coverage_layer(ax: Axes, cax: Axes, live: LiveScenario, layer: Coverage
             ax.contour(grid.xs, grid.ys, region, levels=[0.5], colors="white", linewidths=0.8, zorder=1)
 
 
-def service_coverage_cells(live: LiveScenario) -> tuple[np.ndarray, str]:
+def service_coverage_cells(live: ShownRun) -> tuple[np.ndarray, str]:
     """Covered grid cells and what they mean: the last round's service coverage, else the radio's alone."""
     twin = live.twin
     assert twin is not None and live.session is not None
@@ -253,10 +263,11 @@ def service_coverage_cells(live: LiveScenario) -> tuple[np.ndarray, str]:
         return twin.last_coverage.covered, f"service coverage, last round ({share:.0%})"
     min_rate = live.session.config.qoais.min_rate_bps
     covered = twin.coverage_grid().uplink_bps >= min_rate
-    return covered, f"uplink ≥ {min_rate / 1e6:g} Mbit/s (no round yet)"
+    when = "no round yet" if not twin.kpi_rows else "no map of this round"
+    return covered, f"uplink ≥ {min_rate / 1e6:g} Mbit/s ({when})"
 
 
-def draw_serving_links(ax: Axes, live: LiveScenario) -> None:
+def draw_serving_links(ax: Axes, live: ShownRun) -> None:
     """A thin line from each device to its serving cell, in that cell's colour."""
     twin = live.twin
     assert twin is not None
@@ -272,7 +283,7 @@ def draw_serving_links(ax: Axes, live: LiveScenario) -> None:
         ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.6, alpha=0.7, zorder=2))
 
 
-def corridor_segments(twin: TwinModel) -> list[np.ndarray]:
+def corridor_segments(twin: ShownWorld) -> list[np.ndarray]:
     """The routes devices fly along (``route_m`` polylines, e.g. power-line corridors), each once."""
     routes: dict[bytes, np.ndarray] = {}
     for device in twin.devices:
@@ -283,7 +294,7 @@ def corridor_segments(twin: TwinModel) -> list[np.ndarray]:
     return list(routes.values())
 
 
-def street_segments(twin: TwinModel) -> list[np.ndarray]:
+def street_segments(twin: ShownWorld) -> list[np.ndarray]:
     """The street grid devices drive on (every ``block_m`` metres, as far as a whole block fits)."""
     width, height = twin.area.width_m, twin.area.height_m
     segments: list[np.ndarray] = []
@@ -295,7 +306,31 @@ def street_segments(twin: TwinModel) -> list[np.ndarray]:
     return segments
 
 
-def draw_routes(ax: Axes, twin: TwinModel) -> None:
+def draw_server_queues(ax: Axes, live: ShownRun) -> None:
+    """Each edge server's queue and utilisation beside its base station, for services that schedule jobs."""
+    twin = live.twin
+    assert twin is not None
+    where = {bs.agent_id: bs.position for bs in twin.base_stations}
+    for service in getattr(twin, "services", ()):
+        load = getattr(service, "server_load", None)
+        if load is None:
+            continue
+        for server, (queued, busy) in load().items():
+            if server in where:
+                x, y = where[server]
+                ax.text(
+                    x,
+                    y,
+                    f"\nqueue {queued} · {busy:.0%}",
+                    fontsize=7,
+                    ha="center",
+                    va="top",
+                    zorder=5,
+                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
+                )
+
+
+def draw_routes(ax: Axes, twin: ShownWorld) -> None:
     """Power-line corridors and streets as lines over the coverage layer, under links and agents."""
     corridors, streets = corridor_segments(twin), street_segments(twin)
     if streets:
@@ -306,12 +341,12 @@ def draw_routes(ax: Axes, twin: TwinModel) -> None:
         )
 
 
-def legend_handles(live: LiveScenario) -> list[Line2D]:
+def legend_handles(live: ShownRun) -> list[Line2D | Patch]:
     """Legend entries: device kinds present, every device state, the base station, routes and the links."""
     twin = live.twin
     assert twin is not None
     kinds = sorted({d.kind for d in twin.devices})
-    handles = [_marker(kind, "o", kind_colour(kind)) for kind in kinds]
+    handles: list[Line2D | Patch] = [_marker(kind, "o", kind_colour(kind)) for kind in kinds]
     handles += [_marker(state, marker, "#7f7f7f") for state, marker in STATE_MARKERS.items()]
     handles.append(_marker("base station (gNB)", "H", BASE_STATION_COLOUR, size=10))
     handles.append(Line2D([], [], color="#555555", linewidth=0.8, label="serving-cell link"))
@@ -320,6 +355,7 @@ def legend_handles(live: LiveScenario) -> list[Line2D]:
     if corridor_segments(twin):
         style = {"color": CORRIDOR_STYLE["colors"], "linestyle": "-.", "linewidth": 1.6}
         handles.append(Line2D([], [], label="power-line corridor", **style))
+    handles += feature_handles(twin)
     return handles
 
 

@@ -16,6 +16,7 @@ from twin.viz.plots import data_version
 
 if TYPE_CHECKING:
     from twin.viz.live import LiveScenario
+    from twin.viz.map import ShownRun
 
 _OPS = {"min": "≥", "max": "≤", "level": "≥", "mode": "∈"}
 _PASS, _FAIL, _PENDING = "#2e7d32", "#c62828", "#757575"
@@ -88,7 +89,7 @@ PAGE_CSS = """
 
 
 @solara.component
-def QoaisPanel(model: LiveScenario) -> None:
+def QoaisPanel(model: ShownRun) -> None:
     """The QoAIS of every service so far, against the targets of the scenario's config."""
     update_counter.get()
     version = data_version(model, "qoais")

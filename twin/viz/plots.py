@@ -1,7 +1,7 @@
 """Live KPI plots of a running scenario: service accuracy, response latency, energy and CO2, coverage.
 
-Each ``*_figure`` function draws one matplotlib figure from a :class:`LiveScenario` (no Solara in
-them, so they are tested directly); :func:`LivePlot` shows one on the page and redraws it when a new
+Each ``*_figure`` function draws one matplotlib figure from a :class:`LiveScenario` or a replay (no
+Solara in them, so they are tested directly); :func:`LivePlot` shows one on the page and redraws it when a new
 frame of the page (:class:`~twin.viz.frames.FrameGate`) finds its data changed. Every plot's x axis is
 simulated time in seconds from 0 to :func:`time_axis_end` of the run's clock, so the four line up.
 """
@@ -25,7 +25,7 @@ from twin.kpi import co2_kg
 
 if TYPE_CHECKING:
     from twin.viz.frames import FrameGate
-    from twin.viz.live import LiveScenario
+    from twin.viz.map import ShownRun
 
 FIGSIZE_IN = (5.4, 3.1)
 TRAINING_COLOUR = "#1f77b4"
@@ -100,17 +100,17 @@ def _target(ax: Axes, value: float, colour: str, label: str) -> None:
     ax.axhline(value, color=colour, linestyle="--", linewidth=1.0, alpha=0.8, label=label)
 
 
-def _rows(live: LiveScenario) -> list[dict[str, Any]]:
+def _rows(live: ShownRun) -> list[dict[str, Any]]:
     return list(live.twin.kpi_rows) if live.twin is not None else []
 
 
-def _services(live: LiveScenario) -> list[TickSeries]:
+def _services(live: ShownRun) -> list[TickSeries]:
     twin = live.twin
     series = [inference_series(s) for s in twin.services] if twin is not None else []
     return [s for s in series if s is not None]
 
 
-def _target_of(live: LiveScenario, service: str, name: str) -> float | None:
+def _target_of(live: ShownRun, service: str, name: str) -> float | None:
     """The QoAIS target ``name`` of an inference ``service`` (None if it has none)."""
     twin = live.twin
     for s in twin.services if twin is not None else []:
@@ -120,7 +120,7 @@ def _target_of(live: LiveScenario, service: str, name: str) -> float | None:
     return None
 
 
-def accuracy_figure(live: LiveScenario) -> Figure:
+def accuracy_figure(live: ShownRun) -> Figure:
     """Model and service accuracy of each federated round, and each inference tick, against targets."""
     figure, ax = _new_figure("Service accuracy")
     rows = _rows(live)
@@ -147,7 +147,7 @@ def accuracy_figure(live: LiveScenario) -> Figure:
     return figure
 
 
-def latency_figure(live: LiveScenario) -> Figure:
+def latency_figure(live: ShownRun) -> Figure:
     """Federated round latency and inference response latency (mean, p95), against targets.
 
     Log scale when the values span more than a factor :data:`LOG_SCALE_SPAN`, linear otherwise.
@@ -194,7 +194,7 @@ def _latency_axis(ax: Axes, values: Sequence[float]) -> None:
         ax.set_ylim(0.0, high * 1.15)
 
 
-def energy_figure(live: LiveScenario) -> Figure:
+def energy_figure(live: ShownRun) -> Figure:
     """Energy used so far (devices + network), with its CO2 equivalent on the right-hand axis."""
     figure, ax = _new_figure("Energy and CO2")
     samples = live.samples
@@ -228,7 +228,7 @@ def energy_figure(live: LiveScenario) -> Figure:
     return figure
 
 
-def coverage_figure(live: LiveScenario) -> Figure:
+def coverage_figure(live: ShownRun) -> Figure:
     """Service coverage of each round against its target, and the share the radio alone covers."""
     figure, ax = _new_figure("Coverage")
     rows = [r for r in _rows(live) if "coverage" in r]
@@ -251,14 +251,14 @@ def coverage_figure(live: LiveScenario) -> Figure:
     return figure
 
 
-def _finish(ax: Axes, live: LiveScenario) -> None:
+def _finish(ax: Axes, live: ShownRun) -> None:
     """The shared time axis (0 to :func:`time_axis_end` of the run's clock) and the legend."""
     ax.set_xlim(0.0, time_axis_end(float(live.twin.time) if live.twin is not None else 0.0))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6.5, loc="best", framealpha=0.7)
 
 
-PLOTS: dict[str, Callable[[LiveScenario], Figure]] = {
+PLOTS: dict[str, Callable[[ShownRun], Figure]] = {
     "accuracy": accuracy_figure,
     "latency": latency_figure,
     "energy": energy_figure,
@@ -268,7 +268,7 @@ PLOTS: dict[str, Callable[[LiveScenario], Figure]] = {
 _PER_STEP = frozenset({"energy"})
 
 
-def data_version(model: LiveScenario, name: str) -> tuple[int, int, int, float]:
+def data_version(model: ShownRun, name: str) -> tuple[int, int, int, float]:
     """Changes when what plot ``name`` draws changes.
 
     Rounds, requests, the time axis's end, and for per-step plots the steps.
@@ -289,7 +289,7 @@ def figure_png(figure: Figure) -> bytes:
 
 
 @solara.component
-def LivePlot(model: LiveScenario, name: str, frame: int, gate: FrameGate) -> None:
+def LivePlot(model: ShownRun, name: str, frame: int, gate: FrameGate) -> None:
     """One of :data:`PLOTS`, redrawn on a new ``frame`` of the page if its data has changed since."""
     version = solara.use_memo(lambda: data_version(model, name), dependencies=[model, name, frame])
     build = PLOTS[name]

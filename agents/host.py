@@ -269,7 +269,7 @@ class DeviceHost:
             del role.plans[old]
         for old in [r for r in role.globals if r <= round_index]:
             del role.globals[old]
-        self.exchange.forget_sent(round_index)
+        self.exchange.forget_sent(round_index, service=service)
         self.exchange.forget_received(round_index + 1, service=service)  # older global models: no use
         mine = [a for a in plan.selected if a in role.data]
         if not mine:

@@ -303,7 +303,7 @@ class NetworkAgent(Agent):
             )
         for device in participants:
             device.end_round()
-        model.exchange.forget_sent(state.index)
+        model.exchange.forget_sent(state.index, service=self.service)
         model.exchange.forget_received(state.index + 1, service=self.service)  # late chunks: no use
         self.rounds_done = state.index
         self.round = None

@@ -372,7 +372,7 @@ class StoreForwardTraining(NetworkAgent):
         for device in participants:
             if device.agent_id not in stored and device.agent_id not in self.storing:
                 device.end_round()
-        model.exchange.forget_sent(state.index)
+        model.exchange.forget_sent(state.index, service=self.service)
         model.exchange.forget_received(state.index + 1, service=self.service)
         self.rounds_done = state.index
         self.round = None

@@ -163,9 +163,13 @@ class ModelExchange:
                 self.bus.publish(f"{topic}/chunk/{i}", parts[i], qos=1)
         return True
 
-    def forget_sent(self, round_index: int) -> None:
-        """Drop kept payloads of rounds before ``round_index`` (they can no longer be asked for)."""
-        for topic in [t for t in self._sent if _round_of(self.topics, t) < round_index]:
+    def forget_sent(self, round_index: int, *, service: str | None = None) -> None:
+        """Drop kept payloads of rounds before ``round_index`` (of ``service`` when given).
+
+        They can no longer be asked for. Services run their rounds independently (one per cluster, say),
+        so a service that ends its round 5 must not drop another's round-3 payloads.
+        """
+        for topic in [t for t in self._sent if _sent_before(self.topics, t, round_index, service)]:
             del self._sent[topic]
             self._resends.pop(topic, None)
 
@@ -282,9 +286,11 @@ def _parse_resend(parsed: ModelTopic, body: bytes) -> ResendRequest:
     return ResendRequest(parsed.service, parsed.round_index, parsed.agent_id, tuple(chunks))
 
 
-def _round_of(topics: Topics, topic: str) -> int:
+def _sent_before(topics: Topics, topic: str, round_index: int, service: str | None) -> bool:
     parsed = parse_model_topic(topics, topic)
-    return parsed.round_index if parsed is not None else -1
+    if parsed is None:
+        return True
+    return parsed.round_index < round_index and (service is None or parsed.service == service)
 
 
 def _sender(topics: Topics, topic: str) -> str:

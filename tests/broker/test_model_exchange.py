@@ -88,3 +88,19 @@ def test_missing_chunk_is_requested_and_resent() -> None:
     assert exchange.resend(topic, (1,))
     results = _deliver(bus, exchange)
     assert len(results) == 1 and isinstance(results[0], ReceivedModel)
+
+
+def test_ending_a_round_of_one_service_keeps_what_another_may_still_be_asked_for() -> None:
+    """Services (clusters) run their rounds independently: ``forget_sent(5, service=a)`` drops a's older
+    payloads only, so b's round-3 update can still be sent again on request."""
+    bus, exchange, params = _setup()
+    ours = exchange.topics.update("cluster-a", 3, "d1")
+    theirs = exchange.topics.update("cluster-b", 3, "d2")
+    exchange.send(ours, params, _meta("d1", 3))
+    exchange.send(theirs, params, _meta("d2", 3))
+    bus.poll()
+    # Execute
+    exchange.forget_sent(5, service="cluster-a")
+    # Assert
+    assert not exchange.resend(ours, None)
+    assert exchange.resend(theirs, None)

@@ -5,8 +5,9 @@ and waste trucks, driving the street grid like robotaxis. Each organisation has 
 (the paper's assumption b): its device. A :class:`LedgerHost` is the organisations' side of the data
 service as one MQTT endpoint: it holds every organisation's raw daily food-ledger records **with their
 identifiers**; on each collection tick it runs the data service's device side
-(:class:`twin.services.data_management.DataCollector`) on every record of the day, so that only
-desensitised fields and standardised features leave, in one signed batch. It also receives the plans
+(:class:`twin.services.data_management.DataCollector`, one per organisation kind: each standardises
+against a reference of its organisations' size) on every record of the day, so that only desensitised
+fields and standardised features leave, in one signed batch. It also receives the plans
 the network publishes (allocation and routes, model variants, placements) and checks their signature.
 """
 
@@ -104,16 +105,20 @@ class LedgerHost:
         credentials: Credentials,
         service: str,
         plan_topics: tuple[str, ...],
-        collector: DataCollector,
+        collectors: Mapping[str, DataCollector],
         records: Mapping[str, list[list[dict[str, Any]]]],
     ) -> None:
+        """``collectors`` maps each organisation (agent id) to the data collector of its kind."""
+        missing = sorted(set(records) - set(collectors))
+        if missing:
+            raise ValueError(f"no data collector for organisations {missing[:5]}")
         self.host_id = host_id
         self.bus = bus
         self.topics = topics
         self.credentials = credentials
         self.service = service
         self.plan_topics = plan_topics
-        self.collector = collector
+        self.collectors = dict(collectors)
         self.records = dict(sorted(records.items()))
         self.last_tick = -1
         self.plans: dict[str, dict[str, Any]] = {}
@@ -159,7 +164,7 @@ class LedgerHost:
             if tick >= len(days):
                 continue
             for copy, record in enumerate(days[tick]):
-                collected = self.collector.collect(agent_id, record)
+                collected = self.collectors[agent_id].collect(agent_id, record)
                 batch.append(
                     {
                         "agent_id": agent_id,

@@ -86,6 +86,16 @@ class Herd(ContinuousSpaceAgent):
         """``grazing`` in its paddock, ``moving`` on the way to the next one (drawn by the map)."""
         return "grazing" if self.in_paddock else "moving"
 
+    def walk(self) -> None:
+        """Walk one simulated second, then schedule the next (an event after the devices' step).
+
+        A bound method of the herd, which the model holds: Mesa keeps only a weak reference to an
+        event's callable, so a closure would be collected at the garbage collector's whim and the herd
+        would stop at a different time in every run.
+        """
+        self.move(1.0)
+        self.model.schedule_event(self.walk, at=self.model.time + 1.0)
+
     def move(self, dt_s: float) -> None:
         """Walk ``dt_s`` seconds towards the current target; rotate paddocks on the plan."""
         self.clock_s += dt_s

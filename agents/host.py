@@ -285,9 +285,14 @@ class DeviceHost:
                 batch_size=plan.batch_size,
                 rngs=[self.seeds.numpy(f"fl/batches/{round_index}/{a}") for a in cohort],
             )
-            trained = train_cohort(
-                role.net, global_params, data, schedule, lr=plan.lr, proximal_mu=plan.proximal_mu
-            )
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # small models: more intra-op threads only add synchronisation
+            try:
+                trained = train_cohort(
+                    role.net, global_params, data, schedule, lr=plan.lr, proximal_mu=plan.proximal_mu
+                )
+            finally:
+                torch.set_num_threads(threads)
             for agent_id, params in zip(cohort, trained, strict=True):
                 role.deployed[agent_id] = held
                 meta = {"round": round_index, "service": service, "agent_id": agent_id, "host": self.host_id}

@@ -250,6 +250,7 @@ class LiveSplitInference:
             budget_s=self.targets.latency_p99_s,
             policy=self.config.policy,
             objective=self.config.objective,
+            min_split_point=1 if self.config.raw_frames_stay else 0,
         )
         return split, {"latency_s": latency, "energy_j": energy, "edge_load": load, "uplink_bps": rate}
 

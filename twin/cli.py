@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -255,13 +256,13 @@ def check(
     except UseCaseLoadError as exc:
         failed = True
         names = exc.scenarios
-        console.print(f"[red]✗[/red] {target}", highlight=False)
+        console.print(f"[red]✗[/red] {escape(target)}", highlight=False, soft_wrap=True)
         console.print(f"    - {exc}", highlight=False, markup=False, soft_wrap=True)
     for name in names:
         problems = check_scenario(name)
         if problems:
             failed = True
-            console.print(f"[red]✗[/red] {name}", highlight=False)
+            console.print(f"[red]✗[/red] {escape(name)}", highlight=False, soft_wrap=True)
             for problem in problems:
                 console.print(f"    - {problem}", highlight=False, markup=False, soft_wrap=True)
         else:
@@ -270,7 +271,7 @@ def check(
                 if isinstance(registry.get(name), CalculationScenario)
                 else "config, world, one round, KPIs and determinism"
             )
-            console.print(f"[green]✓[/green] {name}: {what} are fine")
+            console.print(f"[green]✓[/green] {escape(name)}: {what} are fine", soft_wrap=True)
     if failed:
         raise typer.Exit(2)
 

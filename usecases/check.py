@@ -383,7 +383,7 @@ def _check_world(model: Any) -> list[str]:
     devices = model.devices
     if not devices:
         problems.append("the world has no device (model.add_device)")
-    if model.network is None:
+    if model.network is None and not model.networks:
         problems.append("no network agent (model.network): nothing aggregates or records KPIs")
     if model.links is None:
         problems.append("model.finish_setup() was not called: devices have no links")

@@ -30,6 +30,29 @@ with ≥ 90 % of demand served and no extra distance; data completeness ≥ 90 %
 privacy level 3 (desensitised records leave); compression: ≤ 5 points of accuracy lost, ≥ 90 % of
 devices within budget, ≥ 20 % energy saved; deployment: ≥ 95 % of deadlines met, p95 ≤ 1 s,
 ≤ 0.5 J per request; demand model ≥ 45 % accuracy over 6 demand levels.
+
+Measured at the defaults (seed 0): the federated demand model reaches 0.57 held-out accuracy (the
+commonest level: 0.36); the same network trained centrally to convergence (SGD, 100 epochs) reaches
+0.56 on the data of the ten shops that deliver updates and 0.63 on all twelve. The other two shops
+(both of the student neighbourhood) are in uplink outage — SINR −10.7 and −14.6 dB, under the −10 dB
+of TR 36.942 — so they train every round and never deliver; no deadline admits them, and their
+neighbourhood is the gap to central-on-all. Why one local epoch with server momentum (``fedavgm``):
+with five local epochs at lr 0.3, each shop's 77 days of one neighbourhood pull its model away from
+the others and FedAvg stays at 0.42–0.53 from 20 to 100 rounds (seeds 0–2); one epoch removes that
+drift but learns slowly (0.40–0.54 after 20 rounds); server momentum restores the pace: 0.54–0.63
+after 40 rounds, with central on the delivering shops at 0.49–0.62 on the same seeds.
+
+Redundancy is SPEC §7's share of the *collected* samples that have a near-duplicate, like
+completeness a measure of what the sources send; the network plans with the first copy of a day's
+record. Re-sends at ``collection.duplicate_prob`` = 5 % measure 4.9 % (target ≤ 10 %). Each kind of
+organisation standardises its flows against its own size (:func:`usecases.food_cycle_data.ledger_schema`):
+against a shop's reference, a warehouse's or a van's different days were collinear and counted as
+near-duplicates (0.113 measured, of which 0.049 re-sends).
+
+Targets missed at the defaults (seed 0): the demand model's **coverage** (0.81 < 0.9): 19 % of the area
+has an uplink under 100 kbit/s (the UMa cell edges at 3.5 GHz), while the model's accuracy is ≥ 0.45
+in all but one grid cell; and **waste reduction** (18 % < 20 %; 93 % of demand served, 35 % less
+distance).
 """
 
 from __future__ import annotations
@@ -217,9 +240,15 @@ class FoodCycleConfig:
     data: DataServiceConfig = field(default_factory=DataServiceConfig)
     fl: FederatedConfig = field(
         default_factory=lambda: FederatedConfig(
-            rounds=20, deadline_s=1.0, round_interval_s=2.0, hidden=32, local_epochs=5
+            rounds=40,
+            deadline_s=1.0,
+            round_interval_s=2.0,
+            hidden=32,
+            local_epochs=1,
+            strategy="fedavgm",
         )
     )
+    """One local epoch and server momentum (see the module docstring for what was measured)."""
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     optimisation: OptimisationConfig = field(default_factory=OptimisationConfig)
@@ -386,7 +415,7 @@ def build(config: FoodCycleConfig, ctx: BuildContext) -> TwinModel:
         credentials=model.keys.credentials(),
         service=DATA,
         plan_topics=tuple(planner.plan_topic(s) for s in (OPTIMISATION, COMPRESSION, DEPLOYMENT)),
-        collector=DataCollector(fd.SCHEMA, config.data),
+        collectors=_collectors(config, placed),
         records=records,
     )
     for topic in host.subscriptions():
@@ -510,6 +539,24 @@ def _ledgers(
             promotion=promotion,
         )
     return out
+
+
+def _collectors(config: FoodCycleConfig, placed: _Placed) -> dict[str, DataCollector]:
+    """Each organisation's data collector: one per kind, standardising against the kind's size.
+
+    A warehouse ships its shops' stock, a van its share of a warehouse's dispatch; a household's
+    purchases and a waste truck's load (the city's waste ÷ trucks) are of a shop's order.
+    """
+    city = config.devices
+    scale = {
+        "shop": 1.0,
+        "household": 1.0,
+        "warehouse": city.shops / city.warehouses,
+        "van": city.shops / city.vans,
+        "waste-truck": 1.0,
+    }
+    by_kind = {kind: DataCollector(fd.ledger_schema(s), config.data) for kind, s in scale.items()}
+    return {agent_id: by_kind[kind] for kind, ids in placed.ids.items() for agent_id in ids}
 
 
 def _street_path(points: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ same weekday. Non-IID: a shop only sees its own neighbourhood's pattern.
 keeps one record per day with identifiers (names, persons, addresses, loyalty cards, plates),
 quasi-identifiers (postcode, organisation kind, household size) and the day's food flow: units in,
 units out, units wasted (:data:`SCHEMA`). Some sources are **lossy** (a share of the sources drops
-fields often) and some records are **re-sent** (near-duplicates), as configured.
+fields often) and some records are **re-sent** (near-duplicates), as configured. Each organisation
+standardises its flows against a reference of its own size (:func:`ledger_schema`).
 """
 
 from __future__ import annotations
@@ -41,18 +42,35 @@ _WEEKDAY = {  # demand multiplier by weekday (Monday = 0)
 PROMOTION_LIFT = 1.6
 _TEMP_MEAN_C, _TEMP_STD_C = 15.0, 7.0
 
-SCHEMA = RecordSchema(
-    identifiers=("org_name", "person", "address", "loyalty_card", "plate"),
-    quasi_identifiers=(
-        ("postcode", Generalisation("prefix", chars=2)),
-        ("org_kind", Generalisation("keep")),
-        ("household_size", Generalisation("band", width=3.0)),
-    ),
-    features=("day_of_week", "temperature_c", "promotion", "units_in", "units_out", "units_wasted"),
-    feature_mean=(3.0, _TEMP_MEAN_C, 0.1, 40.0, 38.0, 4.0),
-    feature_std=(2.0, _TEMP_STD_C, 0.3, 40.0, 38.0, 6.0),
-)
-"""One food-ledger record of any organisation (the data service's schema)."""
+_SHOP_UNITS_MEAN = (40.0, 38.0, 4.0)
+_SHOP_UNITS_STD = (40.0, 38.0, 6.0)
+
+
+def ledger_schema(units_scale: float = 1.0) -> RecordSchema:
+    """The food-ledger schema, its flows standardised against an organisation ``units_scale`` × a shop.
+
+    A warehouse or a van moves several shops' units a day. Standardised against a shop's reference,
+    its hundreds of units dominate the feature vector, so two different days of it are nearly
+    collinear and the redundancy measure (cosine ≥ ε) would count them as near-duplicates.
+    """
+    if not units_scale > 0:
+        raise ValueError(f"units_scale must be > 0, got {units_scale}")
+    return RecordSchema(
+        identifiers=("org_name", "person", "address", "loyalty_card", "plate"),
+        quasi_identifiers=(
+            ("postcode", Generalisation("prefix", chars=2)),
+            ("org_kind", Generalisation("keep")),
+            ("household_size", Generalisation("band", width=3.0)),
+        ),
+        features=("day_of_week", "temperature_c", "promotion", "units_in", "units_out", "units_wasted"),
+        feature_mean=(3.0, _TEMP_MEAN_C, 0.1, *(units_scale * m for m in _SHOP_UNITS_MEAN)),
+        feature_std=(2.0, _TEMP_STD_C, 0.3, *(units_scale * s for s in _SHOP_UNITS_STD)),
+    )
+
+
+SCHEMA = ledger_schema()
+"""One food-ledger record of a shop-sized organisation (the data service's schema; the network reads
+the shops' sales with its reference)."""
 UNITS_OUT = SCHEMA.features.index("units_out")
 
 

@@ -99,6 +99,21 @@ def test_split_point_moves_when_the_link_changes() -> None:
     assert poor[0] == 5
 
 
+def test_raw_frames_stay_on_the_robot_under_the_privacy_constraint() -> None:
+    """With ``min_split_point=1`` a good uplink no longer offloads the raw frame: the robot runs block 1."""
+    # Prepare
+    latency, energy = _costs(50e6)
+    # Execute
+    free = choose_split_points(latency, energy, budget_s=5e-3, policy="local-first")
+    private = choose_split_points(latency, energy, budget_s=5e-3, policy="local-first", min_split_point=1)
+    # Assert
+    assert free[0] == 0
+    assert 1 <= private[0] < 5
+    assert latency[0, private[0]] > latency[0, 0]  # the privacy has a latency cost
+    with pytest.raises(ValueError, match="min_split_point"):
+        choose_split_points(latency, energy, budget_s=5e-3, min_split_point=6)
+
+
 def test_split_costs_match_the_table_3_13_method() -> None:
     """Vectorised costs equal twin.split_profile.best_split's T and E for the same link and compute."""
     profile = profile_split_points(SmallCNN(4), torch.zeros(1, IMAGE_PIXELS), input_bits_per_value=8)
@@ -143,6 +158,7 @@ def test_each_cluster_has_its_own_rounds_kpis_and_report(small_run: object) -> N
     assert {"response_latency_p99", "latency_jitter_p99_minus_p50"} <= names
     requests = pd.read_parquet(result.run_dir / "requests.parquet")  # type: ignore[attr-defined]
     assert {"split_point", "latency_s", "edge_load"} <= set(requests.columns)
+    assert (requests["split_point"] >= 1).all()  # default privacy constraint: raw frames never leave
 
 
 def test_updates_never_cross_clusters() -> None:

@@ -118,3 +118,14 @@ def test_coverage_counts_the_satellite_footprint_where_no_cell_serves(grazing_ru
     assert (merged.uplink_bps[gained] <= model.satellite.uplink_bps).all()
     kpis = result.kpis
     assert (kpis["coverage"] >= kpis["coverage_terrestrial"]).all()
+
+
+def test_herds_walk_every_second_of_the_run(grazing_run: tuple[Any, Any]) -> None:
+    """Each herd moves once per simulated second from t = 1 s to the end (its walk is never dropped)."""
+    # Prepare
+    _, model = grazing_run
+    herds = [a for a in model.agents if getattr(a, "kind", "") == "herd"]
+    # Assert
+    assert len(herds) == 3
+    for herd in herds:
+        assert float(model.time) - 2.0 <= herd.clock_s <= float(model.time)

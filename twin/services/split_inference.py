@@ -5,7 +5,8 @@ For every request the split point ``k`` of the profiled model minimises the pape
 device's **current** uplink rate and the edge's **current** load (the edge's free share of its FLOP/s),
 vectorised over all requests of a tick. Policy ``local-first`` keeps a request on the device when the
 device alone meets the latency budget (no radio, no jitter) and splits only the others; ``optimise``
-splits every request. Pure numpy (no Mesa, no MQTT, no torch).
+splits every request. With ``raw_frames_stay`` (a privacy constraint) point 0 — sending the raw input —
+is never chosen. Pure numpy (no Mesa, no MQTT, no torch).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class SplitInferenceConfig:
     """``local-first``: split only when the robot alone misses the budget; ``optimise``: always choose."""
     objective: Objective = "latency"
     """What the split point minimises: ``latency`` (T) or ``energy`` (E, among points within budget)."""
+    raw_frames_stay: bool = False
+    """Privacy constraint: never split at point 0, so a raw frame never leaves the robot (at most its
+    intermediate features do, privacy level 3) — the robot always runs at least the first block."""
     activation_bits: int = 8
     """[bit] Bits of one activation value on the air (8: int8-quantised features)."""
     result_bits: int = 64
@@ -146,13 +150,23 @@ def choose_split_points(
     budget_s: float,
     policy: SplitPolicy = "local-first",
     objective: Objective = "latency",
+    min_split_point: int = 0,
 ) -> np.ndarray:
     """Split point per request (row) of the ``(n, K)`` cost matrices; ties go to the lower index.
 
     ``local-first`` keeps a request whose all-on-device latency (last column) meets ``budget_s`` on the
     device. Otherwise ``latency`` takes the fastest point; ``energy`` the cheapest point within the
-    budget, or the fastest when none is within it.
+    budget, or the fastest when none is within it. Points below ``min_split_point`` are never chosen
+    (1: the raw input never leaves the device).
+
+    Raises:
+        ValueError: ``min_split_point`` is not a split point of the matrices.
+
     """
+    if not 0 <= min_split_point < latency_s.shape[1]:
+        raise ValueError(f"min_split_point must be in [0, {latency_s.shape[1] - 1}], got {min_split_point}")
+    allowed = np.arange(latency_s.shape[1]) >= min_split_point
+    latency_s = np.where(allowed, latency_s, np.inf)
     fastest = np.argmin(latency_s, axis=1)
     if objective == "energy":
         within = latency_s <= budget_s

@@ -112,13 +112,19 @@ class FoodCity:
     """The organisations of the city and how far back the shops' sales go."""
 
     shops: int = 12
+    """Shops, each a POS terminal at a street corner: the demand model's federated clients."""
     warehouses: int = 2
+    """Warehouses at the city's edge, each a gateway supplying its nearest shops."""
     households: int = 16
+    """Households, each a food-ledger hub near a street corner."""
     vans: int = 3
+    """Delivery vans; each carries an even share of one warehouse's dispatch."""
     waste_trucks: int = 2
+    """Waste trucks; each carries an even share of the city's daily waste."""
     block_m: float = 200.0
     """Street block of the grid vans and trucks drive."""
     speed_mps: float = 8.0
+    """Driving speed of vans and trucks on the street grid (moves them for the radio, not the plans)."""
     history_days: int = 84
     """Days of sales each shop holds before the run (its federated training data)."""
 
@@ -145,6 +151,7 @@ class CollectionConfig:
     interval_s: float = 1.0
     """Simulated time between ticks."""
     start_s: float = 1.0
+    """Simulated time of the first collection tick."""
     missing_prob: float = 0.01
     """Probability that a flow field of a sound source's record is lost."""
     lossy_source_share: float = 0.1
@@ -166,15 +173,21 @@ class DeviceClass:
     """A kind of model user: its compute, its modem, its model budgets and its requests."""
 
     flops_per_s: float
+    """Computing speed of the device."""
     power_w: float
+    """Power the device draws while computing."""
     modem_bps: float
     """The modem's rate limit (the radio's rate is used when lower)."""
     memory_bits: float
+    """Memory the device gives to the model (a compressed variant must fit it)."""
     max_download_s: float
+    """Longest acceptable model download over the device's link (a variant must fit it)."""
     max_inference_s: float
+    """Longest acceptable on-device answer to one request (a variant must fit it)."""
     rows: int
     """Samples one forecast request scores."""
     deadline_s: float
+    """Deadline of one forecast request: the least-energy placement (device, edge, cloud) meeting it wins."""
 
     def __post_init__(self) -> None:
         check_positive(

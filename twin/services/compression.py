@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -77,10 +78,15 @@ class CompressionTargets:
     energy_saved: float = 0.2
     """Share of model delivery + inference energy saved against the uncompressed model, at least."""
     privacy_level: int = 4
+    """Target data privacy level, 1 (low) … 5 (high), at least."""
     security_level: int = 3
-    autonomy: str = "full"
+    """Target transmission security level, 1 (low) … 5 (high), at least."""
+    autonomy: Literal["full", "partial", "human"] = "full"
+    """Control mode the service must offer (it offers 'full' and 'partial')."""
 
     def __post_init__(self) -> None:
+        check_range("compression_qoais", "privacy_level", self.privacy_level, 1, 5)
+        check_range("compression_qoais", "security_level", self.security_level, 1, 5)
         check_range("compression_qoais", "max_accuracy_loss", self.max_accuracy_loss, 0.0, 1.0)
         check_range("compression_qoais", "within_budget", self.within_budget, 0.0, 1.0)
         check_range("compression_qoais", "energy_saved", self.energy_saved, -1.0, 1.0)

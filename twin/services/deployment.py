@@ -70,10 +70,15 @@ class DeploymentTargets:
     energy_per_request_j: float = 0.5
     """Mean energy per request, at most."""
     privacy_level: int = 3
+    """Target data privacy level, 1 (low) … 5 (high), at least."""
     security_level: int = 3
-    autonomy: str = "full"
+    """Target transmission security level, 1 (low) … 5 (high), at least."""
+    autonomy: Literal["full", "partial", "human"] = "full"
+    """Control mode the service must offer (it offers 'full' and 'partial')."""
 
     def __post_init__(self) -> None:
+        check_range("deployment_qoais", "privacy_level", self.privacy_level, 1, 5)
+        check_range("deployment_qoais", "security_level", self.security_level, 1, 5)
         check_range("deployment_qoais", "deadline_met", self.deadline_met, 0.0, 1.0)
         check_positive(
             "deployment_qoais",

@@ -62,10 +62,15 @@ class OptimisationTargets:
     distance_reduction: float = 0.0
     """Share of the baseline's distance saved, at least."""
     privacy_level: int = 3
+    """Target data privacy level, 1 (low) … 5 (high), at least."""
     security_level: int = 3
-    autonomy: str = "partial"
+    """Target transmission security level, 1 (low) … 5 (high), at least."""
+    autonomy: Literal["full", "partial", "human"] = "partial"
+    """Control mode the service must offer (it offers 'full' and 'partial')."""
 
     def __post_init__(self) -> None:
+        check_range("optimisation_qoais", "privacy_level", self.privacy_level, 1, 5)
+        check_range("optimisation_qoais", "security_level", self.security_level, 1, 5)
         check_range("optimisation_qoais", "waste_reduction", self.waste_reduction, -1.0, 1.0)
         check_range("optimisation_qoais", "service_level", self.service_level, 0.0, 1.0)
         check_range("optimisation_qoais", "distance_reduction", self.distance_reduction, -1.0, 1.0)

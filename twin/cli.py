@@ -21,6 +21,7 @@ from rich.table import Table
 
 from twin.config import parse_set_options
 from twin.errors import ConfigError, TwinError
+from twin.progress import ticked_service
 from twin.render import calculation_tables, qoais_table
 
 app = typer.Typer(
@@ -107,6 +108,7 @@ def run(
 ) -> None:
     """Run a scenario; show progress, then its KPI and QoAIS summary and its run directory."""
     from twin.config_file import overrides_with_file, read_config_file, scenario_and_seed
+    from twin.progress import run_progress
     from twin.runner import RunOptions, RunSession, run_calculation, run_session
     from usecases import registry
     from usecases.registry import CalculationScenario
@@ -150,24 +152,16 @@ def run(
         transient=output_format == "json",
     ) as progress:
         task = progress.add_task(scenario, total=None, info="starting")
-        state: dict[str, Any] = {}
 
         def on_model(model: Any) -> None:
-            state["ticked"] = _ticked_service(model)
-            total = state["ticked"].progress()[1] if state["ticked"] is not None else model.rounds_limit
-            progress.update(task, total=total)
+            progress.update(task, total=run_progress(model).total)
 
         def on_step(model: Any) -> None:
             rows = model.kpi_rows
             acc = f"{rows[-1]['accuracy']:.3f}" if rows else "—"
-            ticked = state.get("ticked")
-            if ticked is not None:  # --rounds counts the service's ticks; training rounds run within
-                done, total = ticked.progress()
-                count = f"tick {done}/{total}  round {len(rows)}"
-            else:
-                done, total = len(rows), model.rounds_limit
-                count = f"round {done}/{total}" if total is not None else f"round {done}"
-            progress.update(task, completed=done, info=f"t={model.time:7.1f} s  {count}  accuracy {acc}")
+            now = run_progress(model)  # --rounds counts a ticked service's ticks; training rounds run within
+            info = f"t={model.time:7.1f} s  {now.text()}  accuracy {acc}"
+            progress.update(task, completed=now.done, info=info)
 
         from twin.cli_stream import announce_run  # run id, broker, metrics URL: before the first round
 
@@ -190,9 +184,7 @@ def run(
         raise typer.Exit(4)
 
 
-def _ticked_service(model: Any) -> Any:
-    """The service whose ticks ``--rounds`` counts (one with ``progress() -> (done, total)``), if any."""
-    return next((s for s in model.services if callable(getattr(s, "progress", None))), None)
+_ticked_service = ticked_service  # the name tests/cli/test_progress.py knows
 
 
 def _print_summary(result: Any, wall_s: float) -> None:

@@ -1,9 +1,11 @@
 """``twin watch``: a live console view of a run built from its MQTT stream alone.
 
 It needs nothing but the broker the run publishes to, so it works for a run on another machine.
-It subscribes to the run's telemetry (``twin/v1/{run_id}/…``, model traffic left out), shows the
-retained meta and status, the latest KPIs, agents by kind and state and the latest events, and
-returns when the status becomes final (``finished``, ``stopped`` or ``aborted``).
+It subscribes to the run's telemetry (``twin/v1/{run_id}/…``, model traffic left out) and its
+services' ticks (``…/svc/+/tick``, for the progress of a run counted in ticks), shows the retained meta
+and status, the progress (:func:`twin.progress.stream_progress`, as ``twin run``'s line), the latest
+KPIs, agents by kind and state and the latest events, and returns when the status becomes final
+(``finished``, ``stopped`` or ``aborted``).
 
 Everything on the broker is untrusted: every message is checked against its schema before use (the
 others are counted as rejected), every string is shown as text, never as console markup, and only a
@@ -28,17 +30,22 @@ from rich.table import Table
 from rich.text import Text
 
 from broker.bus import Bus
+from broker.json_codec import decode_json
 from broker.mqtt_bus import MqttBus
 from broker.topics import PREFIX, check_segment
 from broker.url import parse_broker_url
 from twin.errors import BrokerUnreachableError, ConfigError, PayloadError, RunAbortedError, TwinError
 from twin.metrics import MetricsExporter
+from twin.progress import RunProgress, stream_progress
+from twin.schemas import load_schema
 from twin.telemetry import (
     FINAL_STATUSES,
+    MAX_MESSAGE_BYTES,
     RUN_KEY_FILE,
     TelemetryMessage,
     load_public_key,
     parse_message,
+    schema_error,
     subscription_filters,
     verify_document,
 )
@@ -95,6 +102,8 @@ class RunView:
     agents: dict[str, tuple[str, str]] = field(default_factory=dict)
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENT_TAIL))
     event_counts: Counter[str] = field(default_factory=Counter)
+    ticks_started: int | None = None
+    """Ticks of the run's services seen (the latest tick index + 1); ``None``: no tick seen."""
     _pending_status: TelemetryMessage | None = None
 
     def apply(self, message: TelemetryMessage) -> list[TelemetryMessage]:
@@ -170,6 +179,42 @@ class RunView:
         self.status = message.document
         return [message]
 
+    def apply_tick(self, topic: str, payload: bytes) -> bool:
+        """Take a service's tick (``…/svc/{service}/tick``) of this run into account; whether it was one.
+
+        Only the tick index is used (for the progress); a payload that is not a valid tick message of
+        this run is counted in :attr:`rejected`. Ticks are not signed by the run's key, so they never
+        end the watch.
+        """
+        parts = topic.split("/")
+        if len(parts) != 6 or "/".join(parts[:3]) != f"{PREFIX}/{self.run_id}" or parts[3] != "svc":
+            return False
+        if parts[5] != "tick" or not payload:
+            return False
+        try:
+            document = decode_json(payload, max_bytes=MAX_MESSAGE_BYTES)
+        except PayloadError:
+            self.rejected += 1
+            return True
+        if (
+            schema_error(document, load_schema("inference_tick")) is not None
+            or document.get("run_id") != self.run_id
+            or document.get("service") != parts[4]
+        ):
+            self.rejected += 1
+            return True
+        self.seen += 1
+        self.ticks_started = max(self.ticks_started or 0, int(document["tick"]) + 1)
+        return True
+
+    def progress(self) -> RunProgress:
+        """Ticks or rounds against the meta's limit, as ``twin run``'s progress line counts them."""
+        kpi = self.last_kpi or {}
+        status = self.status or {}
+        rounds = kpi.get("round", status.get("rounds_completed", 0))
+        rounds = rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else 0
+        return stream_progress(self.meta or {}, rounds, self.ticks_started)
+
     @property
     def status_name(self) -> str:
         """The latest status, or ``waiting`` before any arrived."""
@@ -231,8 +276,13 @@ def render_view(view: RunView) -> RenderableType:
     header.add_row("signed by the key of", _text(view.key_source or "— (no signed meta yet)"))
     kpi = view.last_kpi or {}
     sim_time_s = kpi.get("sim_time_s", status.get("sim_time_s"))
-    rounds = f"{kpi.get('round', status.get('rounds_completed', 0))}/{meta.get('rounds_limit') or '?'}"
-    header.add_row("round · simulated time", _text(rounds) + " · " + _number(sim_time_s) + " s")
+    progress = view.progress()
+    if progress.ticked:
+        counted = progress.text(sep=" · ")
+    else:
+        counted = f"{progress.done}/{progress.total if progress.total is not None else '?'}"
+    label = "tick · round · simulated time" if progress.ticked else "round · simulated time"
+    header.add_row(label, _text(counted) + " · " + _number(sim_time_s) + " s")
     header.add_row(
         "messages",
         _text(
@@ -291,8 +341,8 @@ def connect(broker: str, *, connect_timeout_s: float = 10.0) -> MqttBus:
 
 
 def subscribe_run(bus: Bus, run_id: str) -> None:
-    """Subscribe ``bus`` to the telemetry of one run (meta, status, KPIs, agents' telemetry and events)."""
-    for topic_filter in subscription_filters(run_id):
+    """Subscribe ``bus`` to one run's telemetry (meta, status, KPIs, agents, events) and services' ticks."""
+    for topic_filter in (*subscription_filters(run_id), f"{PREFIX}/{run_id}/svc/+/tick"):
         bus.subscribe(topic_filter)
 
 
@@ -331,6 +381,8 @@ def follow(
     while not view.final:
         messages = bus.poll(poll_s)
         for received in messages:
+            if view.apply_tick(received.topic, received.payload):
+                continue
             try:
                 message = parse_message(received.topic, received.payload)
             except PayloadError:

@@ -410,3 +410,63 @@ def test_the_schema_check_agrees_with_jsonschema(
     theirs = jsonschema.Draft202012Validator(load_schema(message_type)).is_valid(document)
     # Assert
     assert (ours is None) == theirs == valid, ours
+
+
+def _tick(bus: LocalBus, run_id: str, tick: int, service: str = "diagnosis") -> None:
+    """A service's tick message (``twin.inference.tick.v1``) on the run's stream."""
+    document = {
+        "schema": "twin.inference.tick.v1",
+        "run_id": run_id,
+        "service": service,
+        "tick": tick,
+        "sim_time_s": float(tick),
+        "auth": "ab" * 64,
+    }
+    bus.publish(Topics(run_id).tick(service), json.dumps(document).encode(), qos=1)
+
+
+def test_a_run_in_ticks_shows_its_ticks_against_its_limit() -> None:
+    """A run whose --rounds sets ticks (disease-diagnosis) shows tick k/N and its training rounds apart."""
+    # Prepare: the meta's limit is the value of cascade.ticks; three ticks, one training round
+    bus = LocalBus()
+    subscribe_run(bus, "run-1")
+    publisher = TelemetryPublisher(bus, Topics("run-1"), "disease-diagnosis", signer=RunSigner())
+    _meta(publisher, rounds_limit=5, config={"cascade.ticks": 5, "fl.rounds": 6})
+    publisher.status("running")
+    for tick in range(3):
+        _tick(bus, "run-1", tick)
+    bus.publish(Topics("run-1").tick("diagnosis"), b"{not json", qos=1)
+    _tick(bus, "other-run", 4)
+    publisher.kpi({"round": 1, "sim_time_s": 3.0, "accuracy": 0.5})
+    publisher.status("finished", rounds_completed=1, sim_time_s=3.0)
+    view = RunView("run-1")
+    console = Console(record=True, width=120)
+    # Execute
+    follow(bus, view, timeout_s=5, poll_s=0.05)
+    console.print(render_view(view))
+    # Assert
+    progress = view.progress()
+    assert (progress.unit, progress.done, progress.total, progress.rounds) == ("tick", 3, 5, 1)
+    assert view.ticks_started == 3 and view.rejected == 1
+    assert "tick · round · simulated time   tick 3/5 · round 1 · 3 s" in console.export_text()
+
+
+def test_a_run_in_rounds_pairs_its_round_with_its_rounds_limit() -> None:
+    """A federated run shows round r/R; a tick of one of its services does not change what is counted."""
+    # Prepare
+    bus = LocalBus()
+    subscribe_run(bus, "run-1")
+    publisher = TelemetryPublisher(bus, Topics("run-1"), "home-health", signer=RunSigner())
+    _meta(publisher, rounds_limit=3, config={"fl.rounds": 3})
+    publisher.status("running")
+    _tick(bus, "run-1", 0, service="alerts")
+    publisher.kpi({"round": 2, "sim_time_s": 6.0, "accuracy": 0.5})
+    publisher.status("finished", rounds_completed=2, sim_time_s=6.0)
+    view = RunView("run-1")
+    console = Console(record=True, width=120)
+    # Execute
+    follow(bus, view, timeout_s=5, poll_s=0.05)
+    console.print(render_view(view))
+    # Assert
+    assert view.progress().text() == "round 2/3"
+    assert "round · simulated time          2/3 · 6 s" in console.export_text()

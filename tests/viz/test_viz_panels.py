@@ -1,9 +1,12 @@
 import math
+from types import SimpleNamespace
 
 from viz_helpers import small_overrides
 
+from twin.progress import run_progress
 from twin.qoais import Indicator, ServiceReport
 from twin.viz.live import LiveScenario
+from twin.viz.map import CoverageMapRenderer
 from twin.viz.panels import format_value, qoais_html, status_lines, verdict_shown
 
 
@@ -76,3 +79,38 @@ def test_nothing_assessed_is_pending_never_pass() -> None:
     assert verdict_shown(reports[0], running=False)[1] == "not assessed"
     aborted = ServiceReport("alerts", "two-stage inference", met.indicators, incomplete="aborted")
     assert verdict_shown(aborted, running=True)[1] == "incomplete (aborted)"
+
+
+def test_a_run_in_ticks_shows_its_ticks_not_a_limit_of_none() -> None:
+    """disease-diagnosis has no rounds limit: status and map title count its ticks, as ``twin run``."""
+    # Prepare: a small run of 5 ticks, one a second from t = 2 s
+    small = "devices.count=20; cascade.ticks=5; cascade.start_s=2; cascade.interval_s=1"
+    live = LiveScenario(scenario_name="disease-diagnosis", seed=5, overrides=small)
+    try:
+        assert live.error is None and live.twin is not None and live.twin.rounds_limit is None
+        for _ in range(4):
+            live.step()
+        # Execute
+        progress = run_progress(live.twin)
+        text = "\n".join(status_lines(live))
+        title = CoverageMapRenderer(live).title()
+    finally:
+        live.close()
+    # Assert
+    assert progress.unit == "tick" and (progress.done, progress.total) == (3, 5)
+    assert f"tick 3/5 · federated round {progress.rounds}" in text
+    assert f"tick 3/5 · round {progress.rounds}" in title
+    assert "None" not in text and "None" not in title
+
+
+def test_run_progress_counts_rounds_without_a_ticked_service() -> None:
+    """Without a service in ticks, progress is the network's rounds against the rounds limit (or none)."""
+    # Prepare
+    network = SimpleNamespace(rounds_done=2)
+    model = SimpleNamespace(services=[object()], network=network, kpi_rows=[{}, {}], rounds_limit=5)
+    # Execute
+    limited = run_progress(model)
+    unlimited = run_progress(SimpleNamespace(**{**vars(model), "rounds_limit": None}))
+    # Assert
+    assert (limited.unit, limited.done, limited.total, limited.text()) == ("round", 2, 5, "round 2/5")
+    assert unlimited.text(round_word="federated round") == "federated round 2"

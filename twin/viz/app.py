@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import solara
 from mesa.visualization import SolaraViz
-from mesa.visualization.utils import force_update, update_counter
+from mesa.visualization.utils import update_counter
 
 from twin.errors import ConfigError, TwinError
 from twin.runner import resolve_config
@@ -98,16 +98,20 @@ def Dashboard(model: LiveScenario, renderer: CoverageMapRenderer, gate: FrameGat
     """The map (Mesa's space renderer) beside the run and QoAIS panels, the four KPI plots below.
 
     An update that ``gate`` holds back is drawn later by a thread, unless a newer update comes first.
+    That thread redraws through this component's own state, never Mesa's ``force_update()``: the
+    shared counter's ``+= 1`` is not atomic, so a redraw racing a Step could swallow the Step's
+    update (the status would then lag a step behind until the next one).
     """
     update = update_counter.get()
-    frame = gate.admit(update)
+    redrawn, set_redrawn = solara.use_state(-1)
+    frame = gate.admit((update, redrawn))
 
     def draw_held_update(cancel: threading.Event) -> None:
         wait = gate.due_in()
         if wait is not None and not cancel.wait(wait):
-            force_update()
+            set_redrawn(update)
 
-    solara.use_thread(draw_held_update, dependencies=[gate, update], intrusive_cancel=False)
+    solara.use_thread(draw_held_update, dependencies=[gate, update, redrawn], intrusive_cancel=False)
     solara.Style(PAGE_CSS)
     with solara.Columns([7, 5]):
         with solara.Column(classes=["twin-map"], style={"min-width": "0"}):

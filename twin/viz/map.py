@@ -33,6 +33,7 @@ from mesa.visualization import SpaceRenderer
 from mesa.visualization.components import AgentPortrayalStyle
 from PIL import Image
 
+from twin.progress import run_progress
 from twin.viz.features import draw_features, feature_handles
 
 if TYPE_CHECKING:
@@ -157,12 +158,11 @@ class CoverageMapRenderer(SpaceRenderer):
         return ax
 
     def title(self) -> str:
-        """``scenario · t = … s · round r/R`` (or that the run could not start)."""
+        """``scenario · t = … s · round r/R`` (``tick k/N · round r`` in ticks), or that it did not start."""
         twin = self.live.twin
         if twin is None:
             return f"{self.live.scenario_name}: could not start"
-        network = twin.network
-        rounds = f" · round {network.rounds_done}/{twin.rounds_limit}" if network is not None else ""
+        rounds = f" · {run_progress(twin).text(sep=' · ')}" if twin.network is not None else ""
         return f"{self.live.scenario_name} · t = {float(twin.time):.0f} s{rounds}"
 
     def structure_key(self) -> Hashable:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import solara
 from mesa.visualization.utils import force_update, update_counter
 
+from twin.progress import run_progress
 from twin.qoais import Indicator, ServiceReport
 from twin.viz.map import LAYERS, CoverageLayer, coverage_layer
 from twin.viz.plots import data_version
@@ -114,8 +115,9 @@ def status_lines(model: LiveScenario) -> list[str]:
         f"{len(twin.base_stations)} base stations",
     ]
     if network is not None:
-        accuracy = f" · accuracy {network.last_accuracy:.3f}" if network.rounds_done else ""
-        lines.append(f"federated round {network.rounds_done}/{twin.rounds_limit}{accuracy}")
+        progress = run_progress(twin)  # as twin run's progress line: ticks, when a service serves in ticks
+        accuracy = f" · accuracy {network.last_accuracy:.3f}" if progress.rounds else ""
+        lines.append(progress.text(round_word="federated round", sep=" · ") + accuracy)
     lines.append("devices: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     stats = twin.bus.stats
     lines.append(f"MQTT {twin.bus.url}: {stats.published} published, {stats.received} received")

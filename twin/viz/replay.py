@@ -39,6 +39,7 @@ from twin.config_file import overrides_with_file, read_config_file
 from twin.coverage import CoverageMap
 from twin.errors import ConfigError, TwinError, UnknownScenarioError
 from twin.links import CoverageGrid, LinkModel
+from twin.progress import limit_unit
 from twin.qoais import ServiceReport
 from twin.telemetry import TELEMETRY_FILE
 from twin.viz.frames import FrameGate
@@ -65,6 +66,7 @@ class ReplayRun:
     config: Any
     """The scenario's config as the run resolved it (``config.toml`` over the scenario's defaults)."""
     rounds_limit: int | None
+    """Training rounds the run was to do (``None``: no limit, or its limit counts ticks)."""
     telemetry: pd.DataFrame
     kpis: list[dict[str, Any]]
     requests: pd.DataFrame
@@ -157,7 +159,8 @@ def load_replay(run_dir: str | Path, scenario: str | None = None) -> ReplayRun:
         status=recorded.status,
         end_s=end_s,
         config=config,
-        rounds_limit=int(rounds) if rounds is not None else None,
+        # a limit in ticks (disease-diagnosis) is not one of training rounds: the replay has no tick count
+        rounds_limit=int(rounds) if rounds is not None and limit_unit(spec.rounds_key) == "round" else None,
         telemetry=telemetry,
         kpis=[{str(k): v for k, v in row.items()} for row in kpi_rows],
         requests=recorded.requests,
@@ -504,8 +507,8 @@ class ReplayMapRenderer(CoverageMapRenderer):
         sample = replay.sample_time
         shown = f"sample {sample:.0f} s" if sample is not None else "no sample yet"
         network = replay.twin.network
-        limit = replay.twin.rounds_limit
-        rounds = f" · round {network.rounds_done}/{limit}" if network is not None else ""
+        limit = f"/{replay.twin.rounds_limit}" if replay.twin.rounds_limit is not None else ""
+        rounds = f" · round {network.rounds_done}{limit}" if network is not None else ""
         return f"{replay.scenario_name} · replay t = {replay.time_s:.0f} s ({shown}){rounds}"
 
 

@@ -84,7 +84,8 @@ def verdicts_block(documents: dict[str, dict[str, Any]]) -> str:
         for report in document["qoais_reports"]:
             failed = [i for i in report["indicators"] if not i["passed"]]
             limits = "; ".join(
-                f"{i['dimension']}.{i['name']} {_fmt(i['achieved'])} (target {_op(i)} {_fmt(i['target'])})"
+                f"{i['dimension']}.{i['name']} {_fmt(i['achieved'])}{i['unit']} "
+                f"(target {_op(i)} {_fmt(i['target'])}{i['unit']})"
                 for i in failed
             )
             rows.append(f"| `{scenario}` | {report['service']} | {report['verdict']} | {limits or '—'} |")

@@ -69,10 +69,13 @@ def limit_unit(rounds_key: str) -> str:
 def meta_unit(meta: dict[str, Any]) -> str:
     """What the ``rounds_limit`` of a run's meta counts: ``tick`` or ``round``.
 
-    The run sets it to the value of its scenario's rounds key (``--rounds``): ``fl.rounds`` for
-    federated rounds, a ``….ticks`` key for a scenario that serves in ticks. The meta names no key, so
-    a ``….ticks`` setting of its config equal to the limit says ticks; anything else, rounds.
+    A run's meta names it (``progress_unit``). Runs from before that field: the run set the limit to the
+    value of its scenario's rounds key (``--rounds``), ``fl.rounds`` for federated rounds, a ``….ticks``
+    key for a scenario that serves in ticks, so a ``….ticks`` setting equal to the limit says ticks.
     """
+    unit = meta.get("progress_unit")
+    if unit in ("tick", "round"):
+        return str(unit)
     limit = meta.get("rounds_limit")
     config = meta.get("config")
     if isinstance(limit, int) and not isinstance(limit, bool) and isinstance(config, dict):

@@ -35,6 +35,7 @@ from twin.outputs import (
     write_qoais,
     write_run_dir,
 )
+from twin.progress import limit_unit
 from twin.qoais import ServiceReport
 from twin.resources import check_resources
 from twin.service_reports import federated_training_report
@@ -210,6 +211,7 @@ class RunSession:
                     "base_stations": len(model.base_stations),
                     "broker": self._handle.bus.url,
                     "rounds_limit": rounds_limit,
+                    "progress_unit": limit_unit(self.spec.rounds_key),
                     "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),  # not a result
                 }
             )

@@ -81,6 +81,7 @@ def test_the_retained_meta_has_started_at_and_verifies(tmp_path: Path) -> None:
     assert bytes.fromhex(meta["run_public_key"]) == load_public_key(session.run_dir / RUN_KEY_FILE)
     assert verify_document(meta, Topics(session.run_id).meta, bytes.fromhex(meta["run_public_key"]))
     assert "started_at" not in json.loads((session.run_dir / "summary.json").read_text())
+    assert meta["progress_unit"] == "round"  # what its rounds_limit counts (fl.rounds)
 
 
 def test_the_telemetry_table_is_bounded_and_keeps_every_column() -> None:

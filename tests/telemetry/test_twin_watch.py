@@ -470,3 +470,14 @@ def test_a_run_in_rounds_pairs_its_round_with_its_rounds_limit() -> None:
     # Assert
     assert view.progress().text() == "round 2/3"
     assert "round · simulated time          2/3 · 6 s" in console.export_text()
+
+
+def test_the_meta_says_what_its_rounds_limit_counts() -> None:
+    """A run's meta names its progress unit, and a watcher believes it over the older ``….ticks`` guess."""
+    from twin.progress import limit_unit, meta_unit
+
+    ticked = {"rounds_limit": 5, "config": {"cascade.ticks": 5}}
+    assert meta_unit({**ticked, "progress_unit": "round"}) == "round"  # the meta's word wins
+    assert meta_unit(ticked) == "tick"  # a run from before the field
+    assert meta_unit({"rounds_limit": 5, "config": {"fl.rounds": 5}}) == "round"
+    assert limit_unit("fl.rounds") == "round" and limit_unit("cascade.ticks") == "tick"

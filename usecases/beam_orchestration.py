@@ -56,6 +56,7 @@ from twin.qoais import Indicator, ServiceReport, graded_indicators
 from twin.rng import SeedStreams
 from usecases.beam_orchestration_data import (
     AreaConfig,
+    ClassGridExample,
     CrowdConfig,
     beam_weights,
     downlink,
@@ -67,6 +68,7 @@ from usecases.beam_orchestration_data import (
     raw_records,
     simulate_positions,
     site_of_grid,
+    site_positions,
 )
 from usecases.registry import CalculationResult, CalculationScenario, ComparedValue, register
 
@@ -183,10 +185,11 @@ def paper_values() -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class _Evaluated:
-    """One orchestration in one setting: per-window accuracies and the row of the table."""
+    """One orchestration in one setting: per-window accuracies, the row of the table, an example window."""
 
     accuracies: np.ndarray
     row: dict[str, Any]
+    example: ClassGridExample
 
 
 def compute(config: BeamOrchestrationConfig) -> CalculationResult:
@@ -214,6 +217,7 @@ def compute(config: BeamOrchestrationConfig) -> CalculationResult:
         highlights=highlights,
         qoais=tuple(_report(config, o, evaluated, pooled[o]) for o in ORCHESTRATIONS),
         inputs_match_paper=False,
+        extras={"grid_examples": {e.row["row"]: e.example for e in evaluated.values()}},
     )
 
 
@@ -319,7 +323,24 @@ class _Setting:
             "compute_total_mflop": sum(overheads.flops.values()) / 1e6,
             **radio,
         }
-        return _Evaluated(accuracies, row)
+        return _Evaluated(accuracies, row, self._example(orchestration, predicted, truth))
+
+    def _example(
+        self, orchestration: Orchestration, predicted: np.ndarray, truth: np.ndarray
+    ) -> ClassGridExample:
+        """The evaluation window with the most occupied grid cells (the same for every orchestration)."""
+        i = int(np.argmax((truth > 0).sum(axis=(1, 2))))
+        area = self.config.area
+        return ClassGridExample(
+            orchestration=orchestration,
+            dynamic_user_share_pct=self.share_pct,
+            window=int(self.eval_at[i] + 1),
+            true=truth[i].copy(),
+            predicted=predicted[i].copy(),
+            site_xy_m=site_positions(area),
+            grid_m=area.grid_m,
+            class_edges=self.config.crowd.class_edges,
+        )
 
     def _predict(self, trained: TrainedPredictors, masks: list[np.ndarray], names: list[str]) -> np.ndarray:
         """Predicted class map (eval windows, rows, cols): each site's block by its predictor."""

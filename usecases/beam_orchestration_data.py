@@ -396,3 +396,37 @@ def loss_weights(area: AreaConfig, *, rsrp_weight: float, sinr_weight: float) ->
 
     weights = 1.0 + rsrp_weight * deficit(radio.rsrp_dbm) + sinr_weight * deficit(radio.sinr_db)
     return weights.reshape(area.grid_shape)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassGridExample:
+    """One evaluated window of one orchestration and setting: the true and the predicted class grids."""
+
+    orchestration: str
+    dynamic_user_share_pct: int
+    window: int
+    """Index of the predicted window in the simulated crowd."""
+    true: IntArray
+    """True occupancy class per grid cell (rows along y, columns along x)."""
+    predicted: IntArray
+    """Predicted occupancy class per grid cell (same shape)."""
+    site_xy_m: FloatArray
+    """Base-station positions (sites, 2)."""
+    grid_m: float
+    """Side of a grid cell (m)."""
+    class_edges: tuple[int, ...]
+    """Users per grid cell at which the class steps up (class 0: no user)."""
+
+    @property
+    def accuracy(self) -> float:
+        """Share of grid cells whose predicted class equals the true one in this window."""
+        return prediction_accuracy(self.predicted, self.true)
+
+    @property
+    def class_labels(self) -> tuple[str, ...]:
+        """Each class as the user counts it covers (``0``, ``1-2``, …, ``6+``)."""
+        edges = (0, *self.class_edges)
+        labels = [
+            str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)
+        ]
+        return (*labels, f"{edges[-1]}+")

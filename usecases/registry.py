@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,8 @@ class CalculationResult:
     highlights: dict[str, Any]
     qoais: tuple[ServiceReport, ...]
     inputs_match_paper: bool
+    extras: dict[str, Any] = field(default_factory=dict, compare=False)
+    """What a page may draw beyond the table (e.g. example maps); not compared, not in :meth:`to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``twin run … --format json``)."""

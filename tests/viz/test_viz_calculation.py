@@ -1,15 +1,22 @@
+import numpy as np
 import pytest
 
 from twin.errors import ConfigError
+from twin.orchestration import TrainingPlan
 from twin.viz.calculation import (
     comparison_html,
     compute,
     config_texts,
+    default_grid_example,
     default_plot_column,
+    grid_examples,
+    grid_figure,
     result_figure,
     result_table_html,
 )
 from usecases import registry
+from usecases.beam_orchestration import BeamOrchestrationConfig, CrowdConfig, RunConfig
+from usecases.beam_orchestration import compute as beam_compute
 from usecases.registry import CalculationScenario
 
 
@@ -65,3 +72,35 @@ def test_tables_and_plot_of_each_calculation(name: str) -> None:
         assert column == "response_latency_ms" and len(ax.lines[0].get_xdata()) == len(result.rows)
     else:
         assert len(ax.patches) == sum(bool(c.paper) for c in result.comparison)
+
+
+def test_beam_orchestration_shows_predicted_and_true_grids() -> None:
+    """One window's true and predicted class grids side by side, as recorded, with the base stations."""
+    # Prepare
+    config = BeamOrchestrationConfig(
+        run=RunConfig(dynamic_shares_pct=(100,)),
+        crowd=CrowdConfig(users=300, windows=60, train_windows=40),
+        training=TrainingPlan(rounds=2, local_epochs=1, batch_size=256),
+    )
+    result = beam_compute(config)
+    examples = grid_examples(result)
+    # Execute
+    label = default_grid_example(list(examples))
+    example = examples[label]
+    figure = grid_figure(example)
+    # Assert
+    assert set(examples) == {r["row"] for r in result.rows} and label == "collaborative 100%"
+    assert example.true.shape == example.predicted.shape == config.area.grid_shape
+    true_ax, predicted_ax = figure.axes[:2]
+    shown_true = np.asarray(true_ax.images[0].get_array())
+    shown_predicted = np.asarray(predicted_ax.images[0].get_array())
+    np.testing.assert_array_equal(shown_true, example.true)
+    np.testing.assert_array_equal(shown_predicted, example.predicted)
+    assert (shown_true > 0).any() and len(set(np.unique(shown_true))) > 1
+    for ax in (true_ax, predicted_ax):
+        sites = ax.collections[0].get_offsets()
+        np.testing.assert_allclose(sites, example.site_xy_m)
+    assert example.accuracy == pytest.approx(float(np.mean(example.true == example.predicted)))
+    lowest = result.rows[[r["row"] for r in result.rows].index(label)]["accuracy_lower_pct"]
+    assert 100 * example.accuracy >= lowest - 1e-9
+    assert "users" in figure.axes[-1].get_yticklabels()[0].get_text()

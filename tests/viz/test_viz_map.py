@@ -4,10 +4,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.colors import to_rgba
 from viz_helpers import small_overrides
 
 from twin.viz.live import LiveScenario
 from twin.viz.map import (
+    CLUSTER_COLOURS,
     KIND_COLOURS,
     SPARE_COLOURS,
     STATE_MARKERS,
@@ -207,3 +209,33 @@ def test_frames_redraw_only_what_moves(live: LiveScenario, monkeypatch: pytest.M
     assert f"t = {float(twin.time):.0f} s" in renderer.canvas.get_title()
     agents = [c for c in renderer.canvas.collections if isinstance(c, PathCollection)]
     assert sum(np.shape(c.get_offsets())[0] for c in agents) == len(twin.devices) + len(twin.base_stations)
+
+
+def test_robots_are_coloured_by_their_cluster() -> None:
+    """industrial-robots: each robot in its production step's colour; the legend names the steps."""
+    # Prepare
+    welder = SimpleNamespace(kind="robot", state="idle", step=1, step_name="welding")
+    live = LiveScenario(scenario_name="industrial-robots", seed=4, **small_overrides("industrial-robots"))
+    try:
+        twin = live.twin
+        assert twin is not None
+        steps = {(d.step, d.step_name) for d in twin.devices}  # type: ignore[attr-defined]
+        colours = {d.agent_id: CLUSTER_COLOURS[d.step % len(CLUSTER_COLOURS)] for d in twin.devices}  # type: ignore[attr-defined]
+        renderer = CoverageMapRenderer(live)
+        # Execute
+        redraw(renderer)
+        style = portray_agent(welder)
+    finally:
+        live.close()
+    # Assert
+    assert style.color == CLUSTER_COLOURS[1] != KIND_COLOURS["robot"]
+    assert len(steps) >= 2 and len(set(colours.values())) == len(steps)
+    labels = [t.get_text() for t in renderer.canvas.get_legend().get_texts()]
+    assert {f"robot: {name}" for _, name in steps} <= set(labels) and "robot" not in labels
+    drawn = {
+        tuple(np.round(colour, 3))
+        for c in renderer.canvas.collections
+        if isinstance(c, PathCollection)
+        for colour in c.get_facecolors()
+    }
+    assert {tuple(np.round(to_rgba(c), 3)) for c in colours.values()} <= drawn

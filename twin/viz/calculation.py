@@ -11,12 +11,16 @@ import html
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import solara
+from matplotlib import colormaps
+from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
 from twin.config import apply_overrides, flatten
 from twin.errors import TwinError
 from twin.viz.panels import PAGE_CSS, format_value, qoais_html
+from usecases.beam_orchestration_data import ClassGridExample
 from usecases.registry import CalculationResult, CalculationScenario
 
 
@@ -106,6 +110,67 @@ def result_figure(result: CalculationResult, column: str) -> Figure:
     return figure
 
 
+def grid_examples(result: CalculationResult) -> dict[str, ClassGridExample]:
+    """The example class grids a result keeps (label: example), none for most calculations."""
+    examples = result.extras.get("grid_examples", {})
+    return {k: v for k, v in examples.items() if isinstance(v, ClassGridExample)}
+
+
+def default_grid_example(labels: list[str]) -> str:
+    """The example shown first: collaborative in the last setting, else the last one ("" when none)."""
+    collaborative = [k for k in labels if k.startswith("collaborative")]
+    return (collaborative or labels or [""])[-1]
+
+
+def grid_figure(example: ClassGridExample) -> Figure:
+    """True and predicted occupancy class per grid cell, side by side, with the base stations on both."""
+    figure = Figure(figsize=(8.0, 3.9), layout="constrained")
+    axes = figure.subplots(1, 2, sharex=True, sharey=True)
+    labels = example.class_labels
+    n = len(labels)
+    cmap = ListedColormap(colormaps["YlOrRd"](np.linspace(0.0, 1.0, n)))
+    norm = BoundaryNorm(np.arange(n + 1) - 0.5, cmap.N)
+    rows, cols = example.true.shape
+    extent = (0.0, cols * example.grid_m, 0.0, rows * example.grid_m)
+    image = None
+    titles = (
+        f"true classes · window {example.window}",
+        f"predicted ({example.orchestration}) · accuracy {100 * example.accuracy:.1f} %",
+    )
+    for ax, grid, title in zip(axes, (example.true, example.predicted), titles, strict=True):
+        image = ax.imshow(grid, origin="lower", extent=extent, cmap=cmap, norm=norm, interpolation="nearest")
+        if grid is example.predicted:
+            r, c = np.nonzero(example.predicted != example.true)
+            ax.plot((c + 0.5) * example.grid_m, (r + 0.5) * example.grid_m, "x", ms=3, color="#2b83ba")
+        ax.scatter(
+            example.site_xy_m[:, 0],
+            example.site_xy_m[:, 1],
+            marker="H",
+            s=120,
+            color="#1a1a1a",
+            edgecolors="white",
+            linewidths=1.2,
+            zorder=3,
+            label="base station",
+        )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("x (m)", fontsize=8)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("y (m)", fontsize=8)
+    axes[1].legend(loc="upper right", fontsize=7, handles=axes[1].collections[:1])
+    assert image is not None
+    bar = figure.colorbar(image, ax=list(axes), ticks=np.arange(n), shrink=0.85)
+    bar.ax.set_yticklabels([f"{label} users" for label in labels], fontsize=7)
+    bar.set_label("occupancy class (× on the right: wrong)", fontsize=8)
+    figure.suptitle(
+        f"Predicted vs true user grid · {example.orchestration} @ "
+        f"{example.dynamic_user_share_pct} % dynamic users",
+        fontsize=10,
+    )
+    return figure
+
+
 def default_plot_column(columns: list[str]) -> str:
     """The column plotted first: a latency, else an energy, else the first one ("" when none)."""
     for word in ("latency", "energy"):
@@ -131,6 +196,7 @@ def CalculationPage(spec: CalculationScenario, overrides: Mapping[str, str]) -> 
         last_good.current = outcome
     result: CalculationResult | None = last_good.current
     column, set_column = solara.use_state("")
+    example, set_example = solara.use_state("")
 
     with solara.AppBar():
         solara.AppBarTitle(f"aiaas-twin · {spec.name}")
@@ -152,6 +218,13 @@ def CalculationPage(spec: CalculationScenario, overrides: Mapping[str, str]) -> 
             solara.Select("plot", value=chosen, values=numeric, on_value=set_column)
         solara.FigureMatplotlib(result_figure(result, chosen), format="png")
         solara.HTML(tag="div", unsafe_innerHTML=result_table_html(result))
+    examples = grid_examples(result)
+    if examples:
+        labels = list(examples)
+        shown = example if example in examples else default_grid_example(labels)
+        with solara.Card("Predicted vs true user grid"):
+            solara.Select("orchestration @ setting", value=shown, values=labels, on_value=set_example)
+            solara.FigureMatplotlib(grid_figure(examples[shown]), format="png")
     with solara.Card("QoAIS", classes=["twin-qoais"]):
         solara.HTML(tag="div", unsafe_innerHTML=qoais_html(result.qoais))
     with solara.Card("Compared with the paper"):

@@ -70,6 +70,8 @@ KIND_COLOURS = {
     "robot": "#f032e6",
 }
 SPARE_COLOURS = ("#e6194b", "#f58231", "#911eb4", "#f032e6", "#9a6324", "#800000", "#000075", "#a9a9a9")
+CLUSTER_COLOURS = ("#f032e6", "#3cb44b", "#4363d8", "#9a6324", "#469990", "#e6194b", "#000075", "#808000")
+"""Colours of a device's cluster (an industrial robot's production step), by the cluster's index."""
 CELL_COLOURS = ("#ffffff", "#ffe119", "#42d4f4", "#bfef45", "#fabed4", "#dcbeff", "#fffac8", "#aaffc3")
 BASE_STATION_COLOUR = "#1a1a1a"
 CORRIDOR_STYLE: dict[str, Any] = {"colors": "#3b2a1a", "linewidths": 1.6, "linestyles": "-.", "alpha": 0.9}
@@ -82,8 +84,27 @@ def kind_colour(kind: str) -> str:
     return KIND_COLOURS.get(kind) or SPARE_COLOURS[zlib.crc32(kind.encode()) % len(SPARE_COLOURS)]
 
 
+def cluster_of(agent: Any) -> tuple[int, str] | None:
+    """The cluster a device belongs to (a robot's production step: index, name), None for most devices."""
+    step, name = getattr(agent, "step", None), getattr(agent, "step_name", None)
+    if isinstance(step, int) and isinstance(name, str):
+        return step, name
+    return None
+
+
+def device_colour(agent: Any) -> str:
+    """A device's colour: its cluster's where it has one, else its kind's."""
+    cluster = cluster_of(agent)
+    if cluster is not None:
+        return CLUSTER_COLOURS[cluster[0] % len(CLUSTER_COLOURS)]
+    return kind_colour(agent.kind)
+
+
 def portray_agent(agent: Any) -> AgentPortrayalStyle:
-    """Devices: colour by kind, marker by state; anything without a state (a base station): a hexagon."""
+    """Devices: colour by kind (by cluster where they have one), marker by state; a base station: a hexagon.
+
+    A base station is anything without a state.
+    """
     state = getattr(agent, "state", None)
     if state is None:
         return AgentPortrayalStyle(
@@ -96,7 +117,7 @@ def portray_agent(agent: Any) -> AgentPortrayalStyle:
         )
     value = str(state)
     return AgentPortrayalStyle(
-        color=kind_colour(agent.kind),
+        color=device_colour(agent),
         marker=STATE_MARKERS.get(value, "o"),
         size=110 if value == "escalated" else 42,
         zorder=3,
@@ -342,11 +363,16 @@ def draw_routes(ax: Axes, twin: ShownWorld) -> None:
 
 
 def legend_handles(live: ShownRun) -> list[Line2D | Patch]:
-    """Legend entries: device kinds present, every device state, the base station, routes and the links."""
+    """Legend entries: device kinds (or clusters) present, every state, the base station, routes, links."""
     twin = live.twin
     assert twin is not None
-    kinds = sorted({d.kind for d in twin.devices})
+    clusters = {(d.kind, *c) for d in twin.devices if (c := cluster_of(d)) is not None}
+    kinds = sorted({d.kind for d in twin.devices if cluster_of(d) is None})
     handles: list[Line2D | Patch] = [_marker(kind, "o", kind_colour(kind)) for kind in kinds]
+    handles += [
+        _marker(f"{kind}: {name}", "o", CLUSTER_COLOURS[step % len(CLUSTER_COLOURS)])
+        for kind, step, name in sorted(clusters)
+    ]
     handles += [_marker(state, marker, "#7f7f7f") for state, marker in STATE_MARKERS.items()]
     handles.append(_marker("base station (gNB)", "H", BASE_STATION_COLOUR, size=10))
     handles.append(Line2D([], [], color="#555555", linewidth=0.8, label="serving-cell link"))

@@ -42,3 +42,14 @@ def mosquitto_url() -> str:
             pytest.fail("TWIN_REQUIRE_MOSQUITTO=1 but nothing listens on 127.0.0.1:1883")
         pytest.skip("no Mosquitto on 127.0.0.1:1883")
     return f"mqtt://{MOSQUITTO[0]}:{MOSQUITTO[1]}"
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Path of the headless Chromium for browser tests (skips, or fails under TWIN_REQUIRE_BROWSER=1)."""
+    path = os.environ.get("TWIN_CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(path):
+        if os.environ.get("TWIN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"TWIN_REQUIRE_BROWSER=1 but no Chromium at {path}")
+        pytest.skip(f"no Chromium at {path}")
+    return path

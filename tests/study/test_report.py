@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -16,7 +15,6 @@ from twin.cli import app
 from twin.errors import ConfigError
 from twin.report import DEVICES_UNKNOWN_KIND, energy_breakdown, write_report
 
-CHROMIUM = os.environ.get("TWIN_CHROMIUM", "/usr/bin/chromium")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -77,12 +75,8 @@ def test_report_cli(two_runs: list[Path], tmp_path: Path) -> None:
 
 @pytest.mark.browser
 def test_report_opens_in_chromium_with_its_plots_and_qoais_table(
-    two_runs: list[Path], tmp_path: Path
+    two_runs: list[Path], tmp_path: Path, chromium: str
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("TWIN_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"TWIN_REQUIRE_BROWSER=1 but no Chromium at {CHROMIUM}")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "report.html"
@@ -90,7 +84,7 @@ def test_report_opens_in_chromium_with_its_plots_and_qoais_table(
     for png in tmp_path.glob("*.png"):
         png.unlink()  # the page must stand alone
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        browser = playwright.chromium.launch(executable_path=chromium)
         try:
             page = browser.new_page()
             page.goto(out.as_uri())

@@ -31,6 +31,7 @@ from torch import nn
 from agents.device import Device
 from agents.edge_compute import EdgeComputeService, OffloadedJob
 from agents.host import TICK_SCHEMA
+from agents.host_batches import accept_host_batch
 from broker.bus import Bus, Message
 from broker.json_codec import decode_json, encode_json
 from broker.topics import Topics
@@ -408,25 +409,11 @@ class VirtualTeacher:
 
     def _on_message(self, message: Message) -> None:
         """Accept one well-formed, authenticated batch per expected host and tick."""
+        got = accept_host_batch(self, message, schema=REQUEST_SCHEMA, max_bytes=MAX_BATCH_BYTES)
+        if got is None:
+            return
+        host_id, doc = got
         stats = self.model.bus.stats
-        try:
-            doc = decode_json(message.payload, max_bytes=MAX_BATCH_BYTES)
-        except PayloadError as exc:
-            stats.reject(exc.kind)
-            return
-        host_id = message.topic.rsplit("/", 1)[-1]
-        if not self.model.keys.verify(host_id, message.topic, json_digest(doc), doc.get("auth")):
-            stats.reject("forged")
-            return
-        if doc.get("schema") != REQUEST_SCHEMA or doc.get("host") != host_id:
-            stats.reject("malformed")
-            return
-        if not self._waiting or host_id not in self.members or doc.get("tick") != self.tick_index:
-            stats.reject("unexpected")
-            return
-        if host_id in self._batches:
-            stats.reject("duplicate")
-            return
         if not self._valid(host_id, doc.get("results"), doc.get("jobs")):
             stats.reject("malformed")
             return

@@ -24,13 +24,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from agents.host_batches import accept_host_batch
 from agents.network import NetworkAgent
 from agents.patient_terminal import ANSWER_SCHEMA, CASES_SCHEMA, POLICY_SCHEMA, TrainingWindow
 from broker.bus import Message
-from broker.json_codec import decode_json, encode_json
-from twin.auth import json_digest, sign_document
+from broker.json_codec import encode_json
+from twin.auth import sign_document
 from twin.energy import NETWORK
-from twin.errors import PayloadError
 from twin.kpi import co2_kg, compute_energy_j
 from twin.learning.cohort import LocalData, Params, batch_invariant_logits, evaluate
 from twin.learning.task import TaskData
@@ -564,25 +564,11 @@ class DiagnosisService:
         return LocalData(torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64))
 
     def _on_message(self, message: Message) -> None:
+        got = accept_host_batch(self, message, schema=CASES_SCHEMA, max_bytes=MAX_BATCH_BYTES)
+        if got is None:
+            return
+        host_id, doc = got
         stats = self.model.bus.stats
-        try:
-            doc = decode_json(message.payload, max_bytes=MAX_BATCH_BYTES)
-        except PayloadError as exc:
-            stats.reject(exc.kind)
-            return
-        host_id = message.topic.rsplit("/", 1)[-1]
-        if not self.model.keys.verify(host_id, message.topic, json_digest(doc), doc.get("auth")):
-            stats.reject("forged")
-            return
-        if doc.get("schema") != CASES_SCHEMA or doc.get("host") != host_id:
-            stats.reject("malformed")
-            return
-        if not self._waiting or host_id not in self.members or doc.get("tick") != self.tick_index:
-            stats.reject("unexpected")
-            return
-        if host_id in self._batches:
-            stats.reject("duplicate")
-            return
         cases = self._validate(host_id, doc.get("cases"))
         if cases is None:
             stats.reject("malformed")

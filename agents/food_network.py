@@ -27,12 +27,12 @@ from torch import nn
 from torch.func import functional_call
 
 from agents.food_cycle import LEDGER_SCHEMA, PLAN_SCHEMA
+from agents.host_batches import accept_host_batch
 from agents.network import NetworkAgent
 from broker.bus import Message
-from broker.json_codec import decode_json, encode_json
-from twin.auth import json_digest, sign_document
+from broker.json_codec import encode_json
+from twin.auth import sign_document
 from twin.energy import NETWORK
-from twin.errors import PayloadError
 from twin.kpi import LinkProfile
 from twin.learning.cohort import predict_proba
 from twin.qoais import ServiceReport
@@ -184,25 +184,11 @@ class FoodDataService:
         )
 
     def _on_message(self, message: Message) -> None:
+        got = accept_host_batch(self, message, schema=LEDGER_SCHEMA, max_bytes=MAX_BATCH_BYTES)
+        if got is None:
+            return
+        host_id, doc = got
         stats = self.model.bus.stats
-        try:
-            doc = decode_json(message.payload, max_bytes=MAX_BATCH_BYTES)
-        except PayloadError as exc:
-            stats.reject(exc.kind)
-            return
-        host_id = message.topic.rsplit("/", 1)[-1]
-        if not self.model.keys.verify(host_id, message.topic, json_digest(doc), doc.get("auth")):
-            stats.reject("forged")
-            return
-        if doc.get("schema") != LEDGER_SCHEMA or doc.get("host") != host_id:
-            stats.reject("malformed")
-            return
-        if not self._waiting or host_id not in self.members or doc.get("tick") != self.tick_index:
-            stats.reject("unexpected")
-            return
-        if host_id in self._batches:
-            stats.reject("duplicate")
-            return
         records = self._validate(host_id, doc.get("records"))
         if records is None:
             stats.reject("malformed")

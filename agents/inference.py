@@ -23,12 +23,12 @@ from agents.device import Device
 from agents.host import BATCH_REQUEST_SCHEMA as REQUEST_SCHEMA
 from agents.host import BATCH_RESPONSE_SCHEMA as RESPONSE_SCHEMA
 from agents.host import TICK_SCHEMA, decode_window
+from agents.host_batches import accept_host_batch
 from broker.bus import Message
-from broker.json_codec import decode_json, encode_json
-from twin.auth import json_digest, sign_document
+from broker.json_codec import encode_json
+from twin.auth import sign_document
 from twin.config import check_positive, check_range
 from twin.energy import NETWORK
-from twin.errors import PayloadError
 from twin.kpi import compute_energy_j, transmission_energy_j
 from twin.learning.cohort import batch_invariant_logits
 from twin.qoais import ServiceReport
@@ -189,25 +189,11 @@ class TwoStageInference:
 
     def _on_message(self, message: Message) -> None:
         """Accept one well-formed batch per expected host and tick; count everything else."""
+        got = accept_host_batch(self, message, schema=REQUEST_SCHEMA, max_bytes=MAX_BATCH_BYTES)
+        if got is None:
+            return
+        host_id, doc = got
         stats = self.model.bus.stats
-        try:
-            doc = decode_json(message.payload, max_bytes=MAX_BATCH_BYTES)
-        except PayloadError as exc:
-            stats.reject(exc.kind)
-            return
-        host_id = message.topic.rsplit("/", 1)[-1]
-        if not self.model.keys.verify(host_id, message.topic, json_digest(doc), doc.get("auth")):
-            stats.reject("forged")
-            return
-        if doc.get("schema") != REQUEST_SCHEMA or doc.get("host") != host_id:
-            stats.reject("malformed")
-            return
-        if not self._waiting or host_id not in self.members or doc.get("tick") != self.tick_index:
-            stats.reject("unexpected")
-            return
-        if host_id in self._batches:
-            stats.reject("duplicate")
-            return
         results = self._validate(host_id, doc.get("results"))
         if results is None:
             stats.reject("malformed")

@@ -25,6 +25,7 @@ import torch
 
 from agents.clustered import ClusterNetworkAgent
 from agents.host import DeviceHost
+from agents.host_batches import accept_host_batch
 from broker.bus import Message
 from broker.json_codec import decode_json, encode_json
 from twin.auth import json_digest, sign_document
@@ -340,25 +341,11 @@ class LiveSplitInference:
 
     # ---- receiving ----------------------------------------------------------------------------------
     def _on_message(self, message: Message) -> None:
+        got = accept_host_batch(self, message, schema=REQUEST_SCHEMA, max_bytes=MAX_JSON_BYTES)
+        if got is None:
+            return
+        host_id, doc = got
         stats = self.model.bus.stats
-        try:
-            doc = decode_json(message.payload, max_bytes=MAX_JSON_BYTES)
-        except PayloadError as exc:
-            stats.reject(exc.kind)
-            return
-        host_id = message.topic.rsplit("/", 1)[-1]
-        if not self.model.keys.verify(host_id, message.topic, json_digest(doc), doc.get("auth")):
-            stats.reject("forged")
-            return
-        if doc.get("schema") != REQUEST_SCHEMA or doc.get("host") != host_id:
-            stats.reject("malformed")
-            return
-        if not self._waiting or host_id not in self.members or doc.get("tick") != self.tick_index:
-            stats.reject("unexpected")
-            return
-        if host_id in self._batches:
-            stats.reject("duplicate")
-            return
         results = self._validate(host_id, doc.get("results"))
         if results is None:
             stats.reject("malformed")

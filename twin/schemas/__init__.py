@@ -26,6 +26,16 @@ PROTOCOL_SCHEMA_IDS: dict[str, str] = {
     "inference_request": "twin.inference.request.v1",
     "inference_response": "twin.inference.response.v1",
     "chunks": "twin.chunks.v1",
+    "split_tick": "twin.split.tick.v1",
+    "split_request": "twin.split.request.v1",
+    "split_response": "twin.split.response.v1",
+    "classroom_request": "twin.classroom.request.v1",
+    "classroom_response": "twin.classroom.response.v1",
+    "diagnosis_cases": "twin.diagnosis.cases.v1",
+    "diagnosis_answers": "twin.diagnosis.answers.v1",
+    "diagnosis_policy": "twin.diagnosis.policy.v1",
+    "food_ledger": "twin.food.ledger.v1",
+    "food_plan": "twin.food.plan.v1",
 }
 """The device protocol's JSON messages (``docs/device-protocol.md``): message type → ``schema``."""
 

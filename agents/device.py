@@ -15,6 +15,7 @@ from mesa.experimental.continuous_space import ContinuousSpace, ContinuousSpaceA
 
 from twin.kpi import ComputeProfile
 from twin.learning.cohort import LocalData
+from twin.mobility import Fleet, Stationary
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
@@ -50,6 +51,9 @@ class Device(ContinuousSpaceAgent):
     """Base class of all device kinds."""
 
     kind: ClassVar[str] = "device"
+    mobility_fleet: ClassVar[type[Fleet] | None] = Stationary
+    """The fleet that moves devices of this class as arrays (``twin.mobility``); ``None``: each device
+    moves through its own :meth:`move`. A subclass overriding ``move`` moves itself whatever this says."""
 
     def __init__(
         self,
@@ -84,7 +88,11 @@ class Device(ContinuousSpaceAgent):
         return int(self.data.y.shape[0])
 
     def move(self, dt_s: float) -> None:
-        """Advance the device's mobility by ``dt_s`` seconds (fixed devices do nothing)."""
+        """Advance the device's mobility by ``dt_s`` seconds (fixed devices do nothing).
+
+        Override it in a device class of your own to move it; the model calls it once per simulated
+        second for every device that no vectorised fleet moves (``twin.mobility``).
+        """
 
     def plan_round(
         self, start_s: float, *, download_bits: float, train_flops: float, upload_bits: float

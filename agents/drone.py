@@ -10,15 +10,23 @@ from mesa.experimental.continuous_space import ContinuousSpace
 from agents.device import Device
 from twin.kpi import ComputeProfile
 from twin.learning.cohort import LocalData
+from twin.mobility import FleetField, RouteFleet
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
 
 
 class InspectionDrone(Device):
-    """A drone with on-board compute flying a polyline route at constant speed and altitude."""
+    """A drone with on-board compute flying a polyline route at constant speed and altitude.
+
+    The model moves all such devices at once (:class:`twin.mobility.RouteFleet`, bit-identical to
+    :meth:`move`); ``travelled_m`` is then the fleet's row.
+    """
 
     kind: ClassVar[str] = "drone"
+    mobility_fleet = RouteFleet
+    travelled_m = FleetField[float]()
+    """Distance flown since the start of the route (out and back: it wraps every two route lengths)."""
 
     def __init__(
         self,

@@ -10,17 +10,27 @@ from mesa.experimental.continuous_space import ContinuousSpace
 from agents.device import Device
 from twin.kpi import ComputeProfile
 from twin.learning.cohort import LocalData
+from twin.mobility import HEADINGS, TURN_PROBS, FleetField, StreetFleet, counter_uniforms
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
 
-_HEADINGS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
-
 
 class Robotaxi(Device):
-    """A self-driving taxi with a vehicle computer, moving along streets ``block_m`` apart."""
+    """A self-driving taxi with a vehicle computer, moving along streets ``block_m`` apart.
+
+    The model moves all taxis at once (:class:`twin.mobility.StreetFleet`, the same paths as
+    :meth:`move`). Turns use the taxi's own counter-based stream: draw ``k`` is
+    ``counter_uniforms(turn_key, k)``, ``turn_key`` drawn from ``rng`` after the start and heading, so a
+    taxi's path depends on nothing but its own stream.
+    """
 
     kind: ClassVar[str] = "robotaxi"
+    mobility_fleet = StreetFleet
+    heading = FleetField[int]()
+    """Direction of travel: 0 east, 1 north, 2 west, 3 south."""
+    turns_drawn = FleetField[int]()
+    """Draws of the turn stream used so far."""
 
     def __init__(
         self,
@@ -38,12 +48,13 @@ class Robotaxi(Device):
             raise ValueError(f"block_m and speed_mps must be > 0, got {block_m}, {speed_mps}")
         self.block_m = block_m
         self.speed_mps = speed_mps
-        self._rng = rng
         width, height = space.size
         self._limits = (np.floor(width / block_m) * block_m, np.floor(height / block_m) * block_m)
         cols, rows = int(self._limits[0] // block_m), int(self._limits[1] // block_m)
         start = np.array([rng.integers(0, cols + 1), rng.integers(0, rows + 1)], dtype=float) * block_m
         self.heading = int(rng.integers(0, 4))
+        self.turn_key = int(rng.integers(0, 2**64, dtype=np.uint64))
+        self.turns_drawn = 0
         super().__init__(
             model,
             space,
@@ -59,7 +70,7 @@ class Robotaxi(Device):
         remaining = self.speed_mps * dt_s
         pos = np.array(self.position, dtype=float)
         while remaining > 1e-9:
-            direction = _HEADINGS[self.heading]
+            direction = HEADINGS[self.heading]
             along = float(pos @ np.abs(direction))
             forward = float(direction @ np.ones(2)) > 0
             to_next = (
@@ -80,12 +91,15 @@ class Robotaxi(Device):
     def _turn(self, pos: np.ndarray) -> int:
         """Straight (60 %), left or right (20 % each); never off the map."""
         options = [self.heading, (self.heading + 1) % 4, (self.heading + 3) % 4]
-        probs = np.array([0.6, 0.2, 0.2])
-        allowed = [self._inside(pos + _HEADINGS[h] * self.block_m) for h in options]
+        allowed = [self._inside(pos + HEADINGS[h] * self.block_m) for h in options]
         if not any(allowed):
             return (self.heading + 2) % 4  # dead end: U-turn
-        probs = probs * np.array(allowed, dtype=float)
-        return int(options[int(self._rng.choice(3, p=probs / probs.sum()))])
+        u = float(counter_uniforms(self.turn_key, self.turns_drawn)[0])
+        self.turns_drawn += 1
+        probs = TURN_PROBS * np.array(allowed, dtype=float)
+        cdf = np.cumsum(probs / probs.sum())
+        cdf /= cdf[-1]
+        return int(options[int(np.searchsorted(cdf, u, side="right"))])  # as Generator.choice(3, p=…)
 
     def _inside(self, point: np.ndarray) -> bool:
         return bool(0 <= point[0] <= self._limits[0] and 0 <= point[1] <= self._limits[1])

@@ -18,7 +18,7 @@ from mesa.experimental.continuous_space import ContinuousSpace
 
 from broker.bus import Bus, Message
 from broker.codec import WireDtype
-from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
+from broker.model_exchange import ModelExchange, ReceivedBatch, ReceivedModel, ResendRequest
 from broker.topics import Topics
 from twin.auth import RunKeys
 from twin.coverage import CoverageMap, coverage_map
@@ -26,6 +26,7 @@ from twin.energy import NETWORK, EnergyLedger
 from twin.errors import RunAbortedError
 from twin.kpi import ComputeProfile, compute_energy_j, transmission_energy_j
 from twin.links import CoverageGrid, LinkModel, LinkSnapshot
+from twin.mobility import Mobility
 from twin.radio import RadioConfig
 from twin.rng import SeedStreams
 from twin.settings import AreaConfig, BusConfig, CarbonConfig, LinkConfig
@@ -99,6 +100,8 @@ class TwinModel(Model):
         self.edge_profile = edge
         self.rounds_limit = rounds_limit
         self.space = ContinuousSpace([[0.0, area.width_m], [0.0, area.height_m]], random=self.random)
+        self.mobility = Mobility(self.space)
+        """Moves the devices each step: vectorised fleets by kind, then the rest by their ``move()``."""
         self.bus = bus
         self.topics = Topics(run_id)
         self.keys = RunKeys(run_id)  # per-agent HMAC keys and the network's signing key (random per run)
@@ -137,6 +140,7 @@ class TwinModel(Model):
         self.accepted = 0  # expected messages accepted so far (updates, inference batches): progress
         self.hosting = "local"  # "local": devices in this process's host; "workers": in worker processes
         self.local_device_host: Any = None  # the host holding the devices' side as built (see usecases)
+        self.worker_parts: list[Any] = []  # further device sides for --workers to split (twin.workers)
         self.health_checks: list[Callable[[], None]] = []  # raise RunAbortedError when a worker is gone
         self.last_coverage: CoverageMap | None = None
 
@@ -235,13 +239,16 @@ class TwinModel(Model):
 
     # ---- clock ----------------------------------------------------------------------------------
     def step(self) -> None:
-        """One simulated second: mobility, radio, telemetry, bus."""
+        """One simulated second: mobility, radio, telemetry, bus.
+
+        Mobility is :attr:`mobility` (``twin.mobility``): devices of a vectorised kind move together as
+        arrays, then every other device through its own ``move()`` in id order.
+        """
         self.bus.check()
         devices = self._device_list()
         if devices:
             before = self._device_xy(devices)
-            for d in devices:
-                d.move(1.0)
+            self.mobility.move(devices, 1.0)
             if not np.array_equal(before, self._device_xy(devices)):
                 self.update_links()
         if self.bus_cfg.telemetry_interval_s and self.time % self.bus_cfg.telemetry_interval_s < 1.0:
@@ -306,6 +313,9 @@ class TwinModel(Model):
                 self.bus.stats.reject("unknown")
             elif isinstance(received, ReceivedModel):
                 network.on_model(received)
+            elif isinstance(received, ReceivedBatch):
+                for update in received.as_models():  # each row as its device's own update
+                    network.on_model(update)
             elif isinstance(received, ResendRequest) and received.agent_id == network.agent_id:
                 network.on_resend_request(received)
             else:

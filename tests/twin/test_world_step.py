@@ -68,9 +68,11 @@ def test_a_moved_device_gets_new_links_in_the_next_step(world: TwinModel) -> Non
         device.position = np.asarray(device.position) + 50.0
 
     device.move = move  # type: ignore[method-assign]
+    world.mobility.invalidate()  # devices are grouped by how they move once per device list
     # Execute
     world.step()
     device.move = original_move  # type: ignore[method-assign]
+    world.mobility.invalidate()
     # Assert
     assert world.link_arrays is not before
     row = world.link_index[device.agent_id]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,9 +32,16 @@ from broker.codec import WireDtype
 from broker.json_codec import decode_json, encode_json
 from broker.model_exchange import ModelExchange, ReceivedModel, ResendRequest
 from broker.topics import Topics, parse_model_topic
+from broker.update_batch import rows_per_batch
 from twin.auth import NETWORK, Credentials, json_digest, sign_document
 from twin.errors import PayloadError
-from twin.learning.cohort import LocalData, Params, batch_invariant_logits, make_schedule, train_cohort
+from twin.learning.cohort import (
+    LocalData,
+    Params,
+    batch_invariant_logits,
+    make_schedule,
+    train_cohort_stacked,
+)
 from twin.learning.round_plan import PLAN_SCHEMA, RoundPlan, parse_round_plan
 from twin.rng import SeedStreams
 
@@ -107,8 +116,11 @@ class DeviceHost:
         credentials: Credentials,
         wire_dtype: WireDtype = "fp32",
         subscribe: Callable[[str], None] | None = None,
+        pack_updates: bool = False,
     ) -> None:
         self.host_id = host_id
+        self.pack_updates = pack_updates
+        """Send each cohort's updates as packed batches (``broker.update_batch``), not one per device."""
         self.bus = bus
         self.topics = topics
         self.seeds = SeedStreams(seed)
@@ -129,6 +141,8 @@ class DeviceHost:
         self.federated: dict[str, _FederatedRole] = {}
         self.inference: dict[str, _InferenceRole] = {}
         self.updates_sent = 0
+        self._batch_of: dict[str, str] = {}  # a device's update topic → the packed batch it left in
+        self._batch_resent: dict[str, float] = {}  # batch topic → wall-clock of its last resend
 
     # ---- joining services ----------------------------------------------------------------------
     def join_federated(
@@ -254,8 +268,18 @@ class DeviceHost:
 
     def _on_resend(self, request: ResendRequest) -> None:
         topic = self.topics.update(request.service, request.round_index, request.agent_id)
-        if not self.exchange.resend(topic, request.chunks):
-            self.bus.stats.reject("unknown")
+        batch = self._batch_of.get(topic)
+        if batch is None:
+            if not self.exchange.resend(topic, request.chunks):
+                self.bus.stats.reject("unknown")
+            return
+        # The network asks per device, so one wave of its requests names a batch once per device in
+        # it: the batch goes out again (whole: the network knows missing devices, not chunks) at most
+        # once a second. Wall-clock only decides how many copies travel, never what is aggregated.
+        now = time.monotonic()
+        if now - self._batch_resent.get(batch, -math.inf) >= 1.0:
+            self._batch_resent[batch] = now
+            self.exchange.resend(batch, None)
 
     # ---- federated training ---------------------------------------------------------------------
     def _maybe_train(self, service: str, round_index: int) -> None:
@@ -276,6 +300,12 @@ class DeviceHost:
             return
         role.uploaded.add(round_index)
         held = _Deployed(round_index - 1, global_params)
+        self._batch_of = {
+            t: b for t, b in self._batch_of.items() if not _before(self.topics, t, service, round_index)
+        }
+        self._batch_resent = {
+            t: w for t, w in self._batch_resent.items() if not _before(self.topics, t, service, round_index)
+        }
         for start in range(0, len(mine), self.cohort_size):  # updates leave as each cohort finishes
             cohort = mine[start : start + self.cohort_size]
             data = [role.data[a] for a in cohort]
@@ -288,16 +318,44 @@ class DeviceHost:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # small models: more intra-op threads only add synchronisation
             try:
-                trained = train_cohort(
+                trained = train_cohort_stacked(
                     role.net, global_params, data, schedule, lr=plan.lr, proximal_mu=plan.proximal_mu
                 )
             finally:
                 torch.set_num_threads(threads)
-            for agent_id, params in zip(cohort, trained, strict=True):
+            for agent_id in cohort:
                 role.deployed[agent_id] = held
+            if self.pack_updates:
+                self._send_packed(service, round_index, start, cohort, trained)
+                continue
+            for i, agent_id in enumerate(cohort):
+                params = {k: v[i] for k, v in trained.items()}
                 meta = {"round": round_index, "service": service, "agent_id": agent_id, "host": self.host_id}
                 self.exchange.send(self.topics.update(service, round_index, agent_id), params, meta)
                 self.updates_sent += 1
+
+    def _send_packed(
+        self, service: str, round_index: int, first: int, cohort: list[str], trained: Params
+    ) -> None:
+        """A cohort's updates as packed batches, each one MQTT message (no chunks) when a row fits in one."""
+        layout = self.exchange.layout(service)
+        rows = layout.flatten(trained)
+        per_batch = rows_per_batch(layout, self.exchange.wire_dtype, self.exchange.chunk_bytes)
+        for start in range(0, len(cohort), per_batch):
+            agents = cohort[start : start + per_batch]
+            batch_id = f"{self.host_id}.{first + start}"
+            self.exchange.send_batch(
+                service,
+                round_index,
+                batch_id,
+                rows[start : start + per_batch],
+                agents,
+                sign=self.credentials.sign,
+            )
+            batch_topic = self.topics.update_batch(service, round_index, batch_id)
+            for agent_id in agents:
+                self._batch_of[self.topics.update(service, round_index, agent_id)] = batch_topic
+            self.updates_sent += len(agents)
 
     # ---- two-stage inference ---------------------------------------------------------------------
     def _network_document(self, topic: str, payload: bytes, max_bytes: int) -> dict[str, Any]:
@@ -369,6 +427,12 @@ class DeviceHost:
         if doc.get("schema") != BATCH_RESPONSE_SCHEMA or not isinstance(answers, list):
             raise PayloadError("malformed", "inference response has a wrong schema")
         self.inference[service].answered += len(answers)
+
+
+def _before(topics: Topics, topic: str, service: str, round_index: int) -> bool:
+    """Whether ``topic`` is of ``service`` and a round before ``round_index``."""
+    parsed = parse_model_topic(topics, topic)
+    return parsed is not None and parsed.service == service and parsed.round_index < round_index
 
 
 def encode_window(window: torch.Tensor) -> str:

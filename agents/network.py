@@ -88,6 +88,10 @@ class NetworkAgent(Agent):
         self.round: RoundState | None = None
         self.rounds_done = 0
         self.last_accuracy = float("nan")
+        self._all_data: (
+            tuple[tuple[tuple[str, int, int], ...], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+            | None
+        ) = None
         self.kpi_labels: dict[str, str] = {}
         """Columns put first in each KPI row (e.g. the service, when several federated services run)."""
         model.exchange.register_template(service, self.global_params)
@@ -231,7 +235,7 @@ class NetworkAgent(Agent):
             self.model.bus.stats.reject("unexpected")
             return
         n_samples = self.model.device(agent_id).n_samples
-        state.updates[agent_id] = ClientUpdate(agent_id, n_samples, received.payload.tensors)
+        state.updates[agent_id] = ClientUpdate(agent_id, n_samples, received.payload.tensors, received.row)
         self.model.accepted += 1
 
     def on_resend_request(self, request: ResendRequest) -> None:
@@ -327,17 +331,22 @@ class NetworkAgent(Agent):
     def accuracy_by_device(self) -> dict[str, float]:
         """Accuracy of the current global model on each device's own data (one batched forward pass)."""
         devices = self.candidates()
-        x = torch.cat([d.data.x for d in devices])
-        y = torch.cat([d.data.y for d in devices])
+        key = tuple((d.agent_id, id(d.data.x), id(d.data.y)) for d in devices)
+        if self._all_data is None or self._all_data[0] != key:  # the devices' data, joined once
+            sizes = torch.tensor([int(d.data.y.shape[0]) for d in devices], dtype=torch.long)
+            owner = torch.repeat_interleave(torch.arange(len(devices)), sizes)
+            x = torch.cat([d.data.x for d in devices])
+            y = torch.cat([d.data.y for d in devices])
+            self._all_data = (key, x, y, owner, sizes)
+        _, x, y, owner, sizes = self._all_data
         with torch.no_grad():
-            correct = (functional_call(self.net, self.global_params, (x,)).argmax(dim=1) == y).float()
-        out: dict[str, float] = {}
-        start = 0
-        for d in devices:
-            n = d.n_samples
-            out[d.agent_id] = float(correct[start : start + n].mean()) if n else float("nan")
-            start += n
-        return out
+            correct = (functional_call(self.net, self.global_params, (x,)).argmax(dim=1) == y).double()
+        hits = torch.bincount(owner, weights=correct, minlength=len(devices))
+        share = (hits.float() / sizes.clamp_min(1).float()).tolist()  # float32, as a per-device mean
+        return {
+            d.agent_id: (a if n else float("nan"))
+            for d, a, n in zip(devices, share, sizes.tolist(), strict=True)
+        }
 
     def telemetry(self) -> dict[str, float | int | str]:
         """Flat telemetry fields of the network agent."""

@@ -12,7 +12,9 @@ every round (FedAvg), ``--rounds`` (6) rounds.
 - **aiaas-twin**: ``home-health`` through :func:`twin.runner.run_scenario` with ``--set`` overrides
   that make it that workload (200 devices of 128 samples, 32 features, 10 classes, hidden 64, …, a
   deadline no update misses), on the in-process bus (``local``) and the embedded broker (``embedded``).
-  It is the whole twin: radio, energy, telemetry and the two-stage inference service run as well.
+  ``twin-*``: the same workload as Flower's, federated training only (radio, energy and the world's
+  steps still run; the two-stage inference service and telemetry are off, as Flower has neither).
+  ``whole-*``: the whole twin, inference ticks (2 a round) and telemetry (1 pass a round) as well.
 - **Floor**: one :func:`twin.learning.cohort.train_cohort` of all clients on that workload, in this
   process — the local training every round needs, without any exchange.
 
@@ -47,8 +49,11 @@ IN_FEATURES, HIDDEN, CLASSES = 32, 64, 10
 FLOWER_TAG = "FLOWER_ROUND_ENDS "
 
 
-def twin_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """``--set`` overrides that make ``home-health`` the benchmark's workload."""
+def twin_overrides(args: argparse.Namespace, *, whole: bool = False) -> dict[str, str]:
+    """``--set`` overrides that make ``home-health`` the benchmark's workload.
+
+    ``whole``: keep the rest of the twin running as well (two-stage inference ticks, telemetry).
+    """
     overrides = {
         "devices.count": str(args.clients),
         "devices.samples_min": str(args.samples),
@@ -69,13 +74,17 @@ def twin_overrides(args: argparse.Namespace) -> dict[str, str]:
         "fl.deadline_s": "60",
         "bus.resend_after_s": "60",  # wall-clock re-send requests would only add messages
     }
+    if not whole:  # Flower's workload is federated training only: no inference service, no telemetry
+        overrides |= {"inference.enabled": "false", "bus.telemetry_interval_s": "0"}
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = value
     return overrides
 
 
-def run_twin(args: argparse.Namespace, broker: str, out: Path) -> tuple[list[float], dict[str, Any]]:
+def run_twin(
+    args: argparse.Namespace, broker: str, out: Path, *, whole: bool = False
+) -> tuple[list[float], dict[str, Any]]:
     """One twin run; per-round wall-clock times (rounds 2…R) and the last KPI row."""
     from twin.model import TwinModel
     from twin.runner import RunOptions, run_scenario
@@ -92,7 +101,7 @@ def run_twin(args: argparse.Namespace, broker: str, out: Path) -> tuple[list[flo
             broker=broker,
             out_dir=out,
             rounds=args.rounds,
-            overrides=twin_overrides(args),
+            overrides=twin_overrides(args, whole=whole),
         ),
         on_model=on_model,
     )
@@ -289,15 +298,17 @@ def main() -> None:
         runners["flower"] = lambda out: run_flower(args)
     last_rows: dict[str, dict[str, Any]] = {}
 
-    def twin(broker: str) -> Callable[[Path], list[float]]:
+    def twin(broker: str, name: str, *, whole: bool = False) -> Callable[[Path], list[float]]:
         def go(out: Path) -> list[float]:
-            times, last_rows[broker] = run_twin(args, broker, out)
+            times, last_rows[name] = run_twin(args, broker, out, whole=whole)
             return times
 
         return go
 
-    runners["twin-local"] = twin("local")
-    runners["twin-embedded"] = twin("embedded")
+    runners["twin-local"] = twin("local", "twin-local")
+    runners["twin-embedded"] = twin("embedded", "twin-embedded")
+    runners["whole-local"] = twin("local", "whole-local", whole=True)
+    runners["whole-embedded"] = twin("embedded", "whole-embedded", whole=True)
     rounds: dict[str, list[float]] = {name: [] for name in runners}
     floors: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -317,9 +328,9 @@ def main() -> None:
             profiler.runcall(run_twin, args, "local", Path(tmp))
             profiler.dump_stats(args.profile)
             print(f"profile of one twin-local run: {args.profile}")
-    for broker, row in last_rows.items():
+    for name, row in last_rows.items():
         print(
-            f"twin-{broker} last round: accepted {int(row['accepted'])}/{int(row['selected'])}, "
+            f"{name} last round: accepted {int(row['accepted'])}/{int(row['selected'])}, "
             f"simulated round latency {row['round_latency_s']:.2f} s, accuracy {row['accuracy']:.3f}"
         )
     median = {name: statistics.median(times) for name, times in rounds.items()}
@@ -330,7 +341,7 @@ def main() -> None:
         f"{'floor':>14}: {floor:8.3f} s (one train_cohort of {args.clients} clients, median of {len(floors)})"
     )
     if "flower" in median:
-        for name in ("twin-local", "twin-embedded"):
+        for name in ("twin-local", "twin-embedded", "whole-local", "whole-embedded"):
             print(f"flower / {name}: {median['flower'] / median[name]:6.1f}×")
 
 

@@ -32,7 +32,8 @@ from broker.codec import (
     encode_model,
     split_chunks,
 )
-from broker.topics import ModelTopic, Topics, parse_model_topic
+from broker.topics import ModelTopic, Topics, batch_host, parse_model_topic
+from broker.update_batch import Layout, decode_update_batch, encode_update_batch
 from twin.errors import PayloadError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ Signer = Callable[[str, str, bytes], str]
 """(sender, topic, content digest) → tag."""
 Verifier = Callable[[str, str, bytes, object], bool]
 """(sender, topic, content digest, tag) → whether the tag is the sender's."""
+Encoder = Callable[[Mapping[str, torch.Tensor], Mapping[str, Any], Callable[[bytes], str] | None], bytes]
+"""(tensors, metadata, sign) → the payload, for a model that travels otherwise than :func:`encode_model`
+writes it (e.g. in mixed dtypes); ``sign`` (when given) is called with the content digest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,33 @@ class ReceivedModel:
     round_index: int
     agent_id: str | None
     payload: ModelPayload
+    row: torch.Tensor | None = None
+    """The update's values as one row (names sorted, row-major), when it came packed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedBatch:
+    """The verified, finite, first-seen rows of a host's packed updates (refused rows are counted)."""
+
+    service: str
+    round_index: int
+    host: str
+    updates: list[tuple[str, torch.Tensor]]  # (device, its row), in batch order
+    layout: Layout
+
+    def as_models(self) -> list[ReceivedModel]:
+        """Each row as the update its device would have sent alone (its tensors views of the row)."""
+        return [
+            ReceivedModel(
+                "update",
+                self.service,
+                self.round_index,
+                agent_id,
+                ModelPayload(self.layout.unflatten(row), {}),
+                row,
+            )
+            for agent_id, row in self.updates
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +129,16 @@ class ModelExchange:
         self._sent: dict[str, tuple[bytes, list[bytes]]] = {}
         self._resends: dict[str, int] = {}
         self._templates: dict[str, Mapping[str, torch.Tensor]] = {}
+        self._layouts: dict[str, Layout] = {}
 
     def register_template(self, service: str, template: Mapping[str, torch.Tensor]) -> None:
         """Tensor names and shapes every model of ``service`` must have."""
         self._templates[service] = {k: v.detach() for k, v in template.items()}
+        self._layouts[service] = Layout.of(template)
+
+    def layout(self, service: str) -> Layout:
+        """How one device's parameters of ``service`` lie in a packed row (KeyError: no template)."""
+        return self._layouts[service]
 
     def payload_bytes(self, tensors: Mapping[str, torch.Tensor]) -> int:
         """Size in bytes of ``tensors`` as this exchange encodes them (with a typical envelope)."""
@@ -115,17 +152,56 @@ class ModelExchange:
         metadata: Mapping[str, Any],
         *,
         retain: bool = False,
+        encoder: Encoder | None = None,
     ) -> int:
         """Publish a model on ``topic`` (chunked above the limit); returns the payload size in bytes.
 
         With a signer, the payload's metadata carries ``auth``: the sender's tag over the topic and the
-        content digest (the sender is the topic's device, or ``network`` for a global model).
+        content digest (the sender is the topic's device, or ``network`` for a global model). ``encoder``
+        replaces :func:`encode_model` at this exchange's wire dtype; its payload must decode with
+        :func:`decode_model`.
         """
         sign = None
         if self.signer is not None:
             signer, sender = self.signer, _sender(self.topics, topic)
             sign = lambda digest: signer(sender, topic, digest)  # noqa: E731
-        payload = encode_model(tensors, metadata, self.wire_dtype, sign=sign)
+        if encoder is None:
+            payload = encode_model(tensors, metadata, self.wire_dtype, sign=sign)
+        else:
+            payload = encoder(tensors, metadata, sign)
+        return self._publish_payload(topic, payload, retain=retain)
+
+    def send_batch(
+        self,
+        service: str,
+        round_index: int,
+        batch_id: str,
+        rows: torch.Tensor,
+        agents: list[str],
+        *,
+        sign: Signer,
+    ) -> int:
+        """Publish devices' packed updates (``rows``: ``(K, P)`` in the service's layout); returns bytes.
+
+        ``sign(agent_id, that device's update topic, row_digest)`` is each device's own tag; a chunked
+        batch's manifest is signed by the host (``batch_id``'s host) with this exchange's signer.
+        """
+        payload = encode_update_batch(
+            rows,
+            agents,
+            layout=self._layouts[service],
+            service=service,
+            round_index=round_index,
+            host=batch_host(batch_id),
+            wire_dtype=self.wire_dtype,
+            sign=lambda agent_id, digest: sign(
+                agent_id, self.topics.update(service, round_index, agent_id), digest
+            ),
+        )
+        return self._publish_payload(self.topics.update_batch(service, round_index, batch_id), payload)
+
+    def _publish_payload(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
+        """Publish an encoded payload whole, or as a (signed) manifest and chunks; keep it for resends."""
         if len(payload) <= self.chunk_bytes:
             self.bus.publish(topic, payload, qos=1, retain=retain)
             self._sent[topic] = (payload, [])
@@ -193,7 +269,7 @@ class ModelExchange:
         body = b"*" if missing is None else ",".join(str(i) for i in missing).encode()
         self.bus.publish(self.topics.resend(service, round_index, agent_id), body, qos=1)
 
-    def receive(self, message: Message) -> ReceivedModel | ResendRequest | None:
+    def receive(self, message: Message) -> ReceivedModel | ReceivedBatch | ResendRequest | None:
         """Handle one message under ``…/ml/``; returns a complete model, a resend request, or None."""
         parsed = parse_model_topic(self.topics, message.topic)
         if parsed is None:
@@ -212,17 +288,20 @@ class ModelExchange:
         finally:
             self._count_dropped()
 
-    def _receive_model(self, parsed: ModelTopic, message: Message) -> ReceivedModel | None:
-        key = (
-            self.topics.update(parsed.service, parsed.round_index, parsed.agent_id)
-            if parsed.kind == "update" and parsed.agent_id is not None
-            else self.topics.global_model(parsed.service, parsed.round_index)
-        )
-        ident = (parsed.kind, parsed.service, parsed.round_index, parsed.agent_id)
-        if ident in self._delivered:
-            raise PayloadError("duplicate", "model message already delivered (replayed or re-sent)")
-        sender = parsed.agent_id if parsed.kind == "update" and parsed.agent_id is not None else NETWORK
+    def _receive_model(self, parsed: ModelTopic, message: Message) -> ReceivedModel | ReceivedBatch | None:
         service, round_index = parsed.service, parsed.round_index
+        if parsed.kind == "updates" and parsed.agent_id is not None:
+            key = self.topics.update_batch(service, round_index, parsed.agent_id)
+            sender = batch_host(parsed.agent_id)
+        elif parsed.kind == "update" and parsed.agent_id is not None:
+            key = self.topics.update(service, round_index, parsed.agent_id)
+            sender = parsed.agent_id
+        else:
+            key = self.topics.global_model(service, round_index)
+            sender = NETWORK
+        ident = (parsed.kind, service, round_index, parsed.agent_id)
+        if parsed.kind != "updates" and ident in self._delivered:
+            raise PayloadError("duplicate", "model message already delivered (replayed or re-sent)")
         if parsed.part == "whole":
             payload: bytes | None = message.payload
         elif parsed.part == "manifest":
@@ -247,6 +326,8 @@ class ModelExchange:
             )
         if payload is None:
             return None
+        if parsed.kind == "updates":
+            return self._receive_batch(service, round_index, payload)
         model = decode_model(
             payload, max_bytes=self.max_payload_bytes, template=self._templates.get(parsed.service)
         )
@@ -259,6 +340,31 @@ class ModelExchange:
             raise PayloadError("forged", f"model message not authenticated as {sender}")
         self._delivered.add(ident)
         return ReceivedModel(parsed.kind, parsed.service, parsed.round_index, parsed.agent_id, model)
+
+    def _receive_batch(self, service: str, round_index: int, payload: bytes) -> ReceivedBatch:
+        """Decode a packed payload; keep the rows whose device's tag verifies, finite and first seen."""
+        layout = self._layouts.get(service)
+        if layout is None:
+            raise PayloadError(
+                "unknown", f"packed updates of {service!r}, a service with no architecture here"
+            )
+        batch = decode_update_batch(
+            payload, max_bytes=self.max_payload_bytes, layout=layout, service=service, round_index=round_index
+        )
+        accepted: list[tuple[str, torch.Tensor]] = []
+        for row in batch.rows:
+            ident = ("update", service, round_index, row.agent_id)
+            topic = self.topics.update(service, round_index, row.agent_id)
+            if self.verifier is not None and not self.verifier(row.agent_id, topic, row.digest, row.tag):
+                self._reject("forged", topic, f"packed row not authenticated as {row.agent_id}")
+            elif ident in self._delivered:
+                self._reject("duplicate", topic, "update already delivered (replayed or re-sent)")
+            elif not row.finite:
+                self._reject("malformed", topic, "packed row holds NaN or Inf")
+            else:
+                self._delivered.add(ident)
+                accepted.append((row.agent_id, row.params))
+        return ReceivedBatch(service, round_index, batch.host, accepted, layout)
 
     def _count_dropped(self) -> None:
         """Count the held chunks the assembler let go (forged, over a bound, expired)."""
@@ -297,4 +403,6 @@ def _sender(topics: Topics, topic: str) -> str:
     parsed = parse_model_topic(topics, topic)
     if parsed is not None and parsed.kind == "update" and parsed.agent_id is not None:
         return parsed.agent_id
+    if parsed is not None and parsed.kind == "updates" and parsed.agent_id is not None:
+        return batch_host(parsed.agent_id)
     return NETWORK

@@ -10,6 +10,7 @@ All topics live under ``twin/v1/{run_id}/`` with no leading slash::
     twin/v1/{run_id}/ml/{service}/{round}/select            retained round plan: who trains, how (JSON)
     twin/v1/{run_id}/ml/{service}/{round}/global            retained global model (safetensors)
     twin/v1/{run_id}/ml/{service}/{round}/update/{agent_id} local update (safetensors)
+    twin/v1/{run_id}/ml/{service}/{round}/updates/{host_id}.{part}  a host's packed updates (safetensors)
     twin/v1/{run_id}/svc/{service}/tick                     network → device hosts: sense now (JSON)
     twin/v1/{run_id}/svc/{service}/request/{host_id}        a host's requests of one tick (JSON batch)
     twin/v1/{run_id}/svc/{service}/response/{host_id}       network → host answers of one tick (JSON batch)
@@ -89,6 +90,10 @@ class Topics:
         """A device's local update for a federated round."""
         return f"{self.root}/ml/{service}/{round_index}/update/{agent_id}"
 
+    def update_batch(self, service: str, round_index: int, batch_id: str) -> str:
+        """A device host's packed updates of a round (``batch_id`` = ``{host_id}.{part}``)."""
+        return f"{self.root}/ml/{service}/{round_index}/updates/{batch_id}"
+
     def select(self, service: str, round_index: int) -> str:
         """Retained round plan of a federated round (who trains, local-training settings)."""
         return f"{self.root}/ml/{service}/{round_index}/select"
@@ -120,7 +125,7 @@ class Topics:
     def network_filters(self, service: str) -> tuple[str, ...]:
         """What the network agent of ``service`` subscribes to: updates, and resends asked of it."""
         base = f"{self.root}/ml/{service}/+"
-        return (f"{base}/update/#", f"{base}/resend/network")
+        return (f"{base}/update/#", f"{base}/updates/#", f"{base}/resend/network")
 
     def device_filters(self, service: str) -> tuple[str, ...]:
         """What a device host subscribes to for ``service``: round plans, global models, resends.
@@ -138,8 +143,8 @@ class ModelTopic:
 
     service: str
     round_index: int
-    kind: str  # "select", "global", "update" or "resend"
-    agent_id: str | None
+    kind: str  # "select", "global", "update", "updates" (a host's packed batch) or "resend"
+    agent_id: str | None  # the device (update, resend), or the batch id ``{host}.{part}`` (updates)
     part: str  # "whole", "manifest" or "chunk"
     chunk_index: int | None
 
@@ -154,7 +159,7 @@ def parse_model_topic(topics: Topics, topic: str) -> ModelTopic | None:
         return None
     service, round_index, kind, rest = parts[0], int(parts[1]), parts[2], parts[3:]
     agent_id: str | None = None
-    if kind in ("update", "resend"):
+    if kind in ("update", "updates", "resend"):
         if not rest:
             return None
         agent_id, rest = rest[0], rest[1:]
@@ -169,6 +174,11 @@ def parse_model_topic(topics: Topics, topic: str) -> ModelTopic | None:
     if len(rest) == 2 and rest[0] == "chunk" and _is_index(rest[1]):
         return ModelTopic(service, round_index, kind, agent_id, "chunk", int(rest[1]))
     return None
+
+
+def batch_host(batch_id: str) -> str:
+    """The host that sent a packed batch: ``batch_id`` without its ``.{part}``."""
+    return batch_id.rpartition(".")[0] or batch_id
 
 
 def _is_index(segment: str) -> bool:

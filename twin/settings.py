@@ -134,6 +134,9 @@ class BusConfig:
     """Wall-clock wait without progress before missing chunks are asked for again."""
     telemetry_interval_s: float = 10.0
     """Simulated time between two telemetry snapshots of every agent (0: none)."""
+    pack_updates: bool = True
+    """Whether a device host packs its devices' updates of a round into few messages (each device's row
+    still authenticated by the device) instead of sending one message per device."""
 
     def __post_init__(self) -> None:
         check_positive(
@@ -142,8 +145,8 @@ class BusConfig:
             max_payload_bytes=self.max_payload_bytes,
             barrier_timeout_s=self.barrier_timeout_s,
             resend_after_s=self.resend_after_s,
-            telemetry_interval_s=self.telemetry_interval_s,
         )
+        check_range("bus", "telemetry_interval_s", self.telemetry_interval_s, 0.0, 365 * 86_400.0)
         # A chunk is one MQTT message (the protocol's limit is 256 MiB); smaller than 1 KiB, the chunk
         # digests in the manifest outweigh the chunks. The model itself must fit in max_payload_bytes:
         # checked against the model's size in twin/resources.py.

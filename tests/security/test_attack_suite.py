@@ -8,8 +8,9 @@ from a separate MQTT client and, while the run goes on:
   and answers) with random bytes, random JSON, truncated safetensors and well-formed but unsigned
   documents;
 - **targeted**: races a forged update (weights −3 × global, a made-up sample count) ahead of every
-  real one; re-labels a genuine update of round r for round r + 1; publishes the next round's global
-  model and plan; forges inference requests and ticks; sends updates with bad metadata
+  real one, alone and packed as a host's batch on the real batch's topic; re-labels a genuine update
+  of round r for round r + 1 (and the genuine packed batches' manifests and chunks); publishes the
+  next round's global model and plan; forges inference requests and ticks; sends updates with bad metadata
   (``n_samples=0``, an arrival time in the past, missing fields); sends orphan chunks with no manifest
   (far more bytes than the budget) and manifests claiming 10¹² chunks.
 
@@ -38,6 +39,7 @@ import torch
 from broker.codec import decode_model, encode_model
 from broker.embedded import EmbeddedBroker
 from broker.json_codec import encode_json
+from broker.update_batch import Layout, encode_update_batch
 from broker.url import parse_broker_url
 from twin.runner import RunOptions, run_scenario
 
@@ -70,6 +72,7 @@ class Attacker:
         self.selected: dict[tuple[str, int], list[str]] = {}
         self.template: dict[str, torch.Tensor] | None = None
         self.captured: dict[tuple[str, int], tuple[str, dict[str, torch.Tensor], dict[str, str]]] = {}
+        self.batch_parts: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
         self.seen: set[str] = set()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"attacker-{run_id}")
         self.client.max_queued_messages_set(0)
@@ -114,6 +117,16 @@ class Attacker:
                 doc = json.loads(payload)
                 if "auth" in doc:  # only the genuine plan names who really trains
                     self.selected[(rest[1], int(rest[2]))] = list(doc.get("selected", []))
+                    if self.template is None:  # the plan names the architecture: enough to forge
+                        spec = doc["model"]
+                        n_in, hidden, n_out = spec["in_features"], spec["hidden"], spec["n_classes"]
+                        shapes = {"0": (hidden, n_in), "2": (hidden, hidden), "4": (n_out, hidden)}
+                        self.template = {}
+                        for layer, (rows, cols) in shapes.items():
+                            self.template[f"net.{layer}.weight"] = torch.randn(rows, cols)
+                            self.template[f"net.{layer}.bias"] = torch.randn(rows)
+            elif rest[0] == "ml" and len(rest) > 5 and rest[3] == "updates":  # a genuine packed batch
+                self.batch_parts.setdefault((rest[1], int(rest[2])), []).append(("/".join(rest[4:]), payload))
             elif rest[0] == "ml" and len(rest) >= 4 and rest[3] == "global" and rest[-1] == "manifest":
                 self._race(rest[1], int(rest[2]))
             elif rest[0] == "ml" and len(rest) == 5 and rest[3] == "update":
@@ -144,6 +157,21 @@ class Attacker:
             ]
             for agent, meta in zip(self.selected.get((service, rnd), []), bad_meta, strict=False):
                 self.publish(f"{base}/{rnd}/update/{agent}", encode_model(evil, {**meta, "agent_id": agent}))
+            agents = self.selected.get((service, rnd), [])
+            if agents:  # a forged packed batch on the topic the real host's first batch takes
+                layout = Layout.of(self.template)
+                rows = layout.flatten({k: torch.stack([v] * len(agents)) for k, v in evil.items()})
+                batch = encode_update_batch(
+                    rows,
+                    agents,
+                    layout=layout,
+                    service=service,
+                    round_index=rnd,
+                    host="host-0",
+                    wire_dtype="fp32",
+                    sign=lambda agent, digest: "0" * 64,
+                )
+                self.publish(f"{base}/{rnd}/updates/host-0.0", batch)
             future = {k: torch.zeros_like(v) for k, v in self.template.items()}
             self.publish(
                 f"{base}/{rnd + 1}/global",
@@ -153,6 +181,8 @@ class Attacker:
         if captured is not None:  # a genuine update of the last round, re-labelled for this one
             agent, tensors, meta = captured
             self.publish(f"{base}/{rnd}/update/{agent}", encode_model(tensors, {**meta, "round": rnd}))
+        for suffix, payload in self.batch_parts.get((service, rnd - 1), []):  # last round's, re-labelled
+            self.publish(f"{base}/{rnd}/updates/{suffix}", payload)
         plan = {"schema": "twin.fl.round.v1", "round": rnd + 1, "selected": ["hh-0000"]}
         self.publish(f"{base}/{rnd + 1}/select", encode_json(plan))
         giant = {"schema": "twin.chunks.v1", "n_chunks": 10**12, "sha256": "a" * 64, "total_bytes": 10**12}
@@ -202,6 +232,9 @@ class Attacker:
                     f"{self.root}/ml/{service}/{rnd}/select",
                     f"{self.root}/ml/{service}/{rnd}/resend/{agent}",
                     f"{self.root}/ml/{service}/{rnd}/update/{agent}/extra/level",
+                    f"{self.root}/ml/{service}/{rnd}/updates/{agent}.{rng.randrange(3)}",
+                    f"{self.root}/ml/{service}/{rnd}/updates/host-0.0/manifest",
+                    f"{self.root}/ml/{service}/{rnd}/updates/host-0.{rng.randrange(3)}/chunk/{rng.randrange(5)}",
                     f"{self.root}/svc/{service}/tick",
                     f"{self.root}/svc/{service}/request/host-{rng.randrange(3)}",
                     f"{self.root}/svc/{service}/response/host-{rng.randrange(3)}",
@@ -292,6 +325,7 @@ def _attack_run(tmp_path: Path, url: str, name: str) -> None:
     summary = json.loads((attacked.run_dir / "summary.json").read_text())
     rejected = {k: v for k, v in summary["bus"].items() if k.startswith("rejected_")}
     assert attacker.sent >= UNTARGETED + ORPHAN_CHUNKS
+    assert attacker.template is not None and attacker.batch_parts  # the targeted attacks did happen
     for kind in ("forged", "malformed", "oversized", "unknown", "chunks_dropped"):
         assert rejected.get(f"rejected_{kind}", 0) >= 1, (kind, rejected, attacker.sent)
     assert sum(rejected.values()) >= UNTARGETED // 2, rejected  # what reached a subscriber was refused

@@ -87,8 +87,8 @@ class ComputeProfile:
 
     @property
     def efficiency_flops_per_j(self) -> float:
-        """``EE_comp = F / P_comp`` in FLOP/J."""
-        return float(compute_efficiency_flops_per_j(self.flops_per_s, self.power_w))
+        """``EE_comp = F / P_comp`` in FLOP/J (both checked > 0 when the profile was made)."""
+        return float(self.flops_per_s) / float(self.power_w)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,14 @@ class ClientUpdate:
     agent_id: str
     n_samples: int
     params: Params
+    row: torch.Tensor | None = None
+    """``params`` flattened (tensor names sorted, each row-major), when they arrived that way (packed)."""
+
+    def flat(self) -> torch.Tensor:
+        """The parameters as one row: names sorted, each tensor row-major (float32)."""
+        if self.row is not None:
+            return self.row
+        return torch.cat([self.params[name].reshape(-1).to(torch.float32) for name in sorted(self.params)])
 
 
 class Strategy(Protocol):
@@ -43,13 +51,17 @@ def weighted_average(updates: list[ClientUpdate]) -> Params:
     total = float(sum(u.n_samples for u in updates))
     if total <= 0:
         raise ValueError("updates carry no samples")
+    weights = torch.tensor([u.n_samples / total for u in updates], dtype=torch.float64)
+    rows = torch.stack([u.flat() for u in updates]).to(torch.float64)  # (updates, P): one pass, not P
+    mean = rows.mul_(weights.view(-1, 1)).sum(dim=0).to(torch.float32)
     out: Params = {}
-    for name in updates[0].params:
-        acc = torch.zeros_like(updates[0].params[name], dtype=torch.float64)
-        for u in updates:
-            acc += u.params[name].to(torch.float64) * (u.n_samples / total)
-        out[name] = acc.to(torch.float32)
-    return out
+    start = 0
+    for name in sorted(updates[0].params):
+        shape = updates[0].params[name].shape
+        size = updates[0].params[name].numel()
+        out[name] = mean[start : start + size].reshape(shape).clone()
+        start += size
+    return {name: out[name] for name in updates[0].params}  # the updates' own name order
 
 
 @dataclass(slots=True)

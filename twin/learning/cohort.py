@@ -94,9 +94,25 @@ def train_cohort(
     proximal_mu: float = 0.0,
 ) -> list[Params]:
     """Train every device of the cohort at once with ``vmap(grad(loss))``; returns per-device params."""
+    if not data:
+        return []
+    stacked = train_cohort_stacked(model, global_params, data, schedule, lr=lr, proximal_mu=proximal_mu)
+    return [{k: v[i].clone() for k, v in stacked.items()} for i in range(len(data))]
+
+
+def train_cohort_stacked(
+    model: nn.Module,
+    global_params: Params,
+    data: list[LocalData],
+    schedule: Schedule,
+    *,
+    lr: float,
+    proximal_mu: float = 0.0,
+) -> Params:
+    """:func:`train_cohort`, its result stacked: each tensor ``(devices, *shape)``, device order kept."""
     n_dev = len(data)
     if n_dev == 0:
-        return []
+        raise ValueError("train_cohort_stacked needs at least one device")
     n_max = max(d.x.shape[0] for d in data)
     features = data[0].x.shape[1]
     x_all = torch.zeros(n_dev, n_max, features)
@@ -109,6 +125,16 @@ def train_cohort(
     }
     anchor = {k: v.detach() for k, v in global_params.items()}
     rows = torch.arange(n_dev).unsqueeze(1)
+    layers = _mlp_layers(model, params)
+    if layers is not None:
+        # All parameters in one (devices, P) buffer, tensors in name order: what a packed update
+        # sends (broker.update_batch.Layout), so it needs no copy.
+        names = sorted(params)
+        sizes = [params[k][0].numel() for k in names]
+        flat = torch.cat([params[k].reshape(n_dev, -1) for k in names], dim=1)
+        views = dict(zip(names, flat.split(sizes, dim=1), strict=True))
+        params = {k: views[k].view(params[k].shape) for k in params}
+        return _train_mlp(layers, params, anchor, x_all, y_all, schedule, lr=lr, mu=proximal_mu)
 
     def loss_one(p: Params, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         return _loss(model, p, anchor, x, y, m, proximal_mu)
@@ -122,7 +148,72 @@ def train_cohort(
         for k in params:
             shape = (n_dev,) + (1,) * (params[k].ndim - 1)
             params[k] = params[k] - step.view(shape) * grads[k]
-    return [{k: v[i].clone() for k, v in params.items()} for i in range(n_dev)]
+    return params
+
+
+def _mlp_layers(model: nn.Module, params: Params) -> list[str] | None:
+    """Names of the Linear layers of an :class:`~twin.learning.models.MLP` (Linear/ReLU), else None."""
+    from twin.learning.models import MLP
+
+    if type(model) is not MLP:
+        return None
+    modules = list(model.net)
+    layers = [f"net.{i}" for i, m in enumerate(modules) if isinstance(m, nn.Linear)]
+    shape_ok = all(
+        isinstance(m, nn.Linear) if i % 2 == 0 else isinstance(m, nn.ReLU) for i, m in enumerate(modules)
+    )
+    names = {f"{layer}.{part}" for layer in layers for part in ("weight", "bias")}
+    return layers if shape_ok and len(modules) % 2 == 1 and names == set(params) else None
+
+
+def _train_mlp(
+    layers: list[str],
+    params: Params,
+    anchor: Params,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    schedule: Schedule,
+    *,
+    lr: float,
+    mu: float,
+) -> Params:
+    """The MLP's cohort training with its gradients written out (batched matrix products, no autograd).
+
+    The same loss, schedule and SGD as the ``vmap(grad(loss))`` path — masked mean cross-entropy plus
+    (μ/2)·‖w − w_global‖² — about twice as fast, since no graph is recorded or transformed; each device's
+    products have the same shapes whatever the cohort's size, so its result does not depend on it.
+    """
+    n_dev = x_all.shape[0]
+    rows = torch.arange(n_dev).unsqueeze(1)
+    weights = [f"{layer}.weight" for layer in layers]
+    biases = [f"{layer}.bias" for layer in layers]
+    minus_one = torch.full((*schedule.index.shape[1:], 1), -1.0)
+    for s in range(schedule.index.shape[0]):
+        idx = schedule.index[s]
+        a = x_all[rows, idx]  # (devices, batch, features)
+        yb, mb = y_all[rows, idx], schedule.mask[s]
+        inputs: list[torch.Tensor] = []
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            inputs.append(a)
+            a = torch.bmm(a, params[w].transpose(1, 2)).add_(params[b].unsqueeze(1))
+            if i < len(weights) - 1:
+                a = a.clamp_min_(0.0)
+        g = torch.softmax(a, dim=2)  # d(mean masked cross-entropy)/d(logits)
+        g.scatter_add_(2, yb.unsqueeze(2), minus_one)
+        g.mul_((mb / mb.sum(dim=1, keepdim=True).clamp_min(1.0)).unsqueeze(2))
+        step = (-lr * schedule.active[s]).view(n_dev, 1, 1)
+        for i in range(len(weights) - 1, -1, -1):
+            w, b = weights[i], biases[i]
+            grad_w = torch.bmm(g.transpose(1, 2), inputs[i])
+            grad_b = g.sum(dim=1)
+            if i > 0:
+                g = torch.bmm(g, params[w]).mul_(inputs[i] > 0)  # ReLU's gradient: its output > 0
+            if mu > 0:
+                grad_w.add_(params[w] - anchor[w], alpha=mu)
+                grad_b.add_(params[b] - anchor[b], alpha=mu)
+            params[w].addcmul_(step, grad_w)  # in place: the tensors are views of one buffer
+            params[b].addcmul_(step.view(n_dev, 1), grad_b)
+    return params
 
 
 def train_loop(

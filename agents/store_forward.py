@@ -18,7 +18,9 @@ arrives** — the first round closed at or after its arrival — as the change i
 it started from, weighted by its sample count × ``(1 + τ)^−a`` (τ = rounds late). Each (device, round)
 update is aggregated **exactly once** (:attr:`StoreForwardTraining.aggregated` logs where); a device
 still storing an update is not selected again until it has forwarded it. Updates still in flight when
-the run ends are counted (``in_flight``), never silently dropped.
+the run ends are counted (``in_flight``), never silently dropped. After the last round the service is
+over (:meth:`~agents.network.NetworkAgent.on_rounds_limit` is called, which ends the run unless a
+subclass lets other services go on) and nothing is drained any more.
 """
 
 from __future__ import annotations
@@ -171,6 +173,8 @@ class StoreForwardTraining(NetworkAgent):
         self.delivered_s: dict[tuple[str, int], float] = {}
         """(device, round it trained in) → the twin's arrival time of that update, once aggregated."""
         self.storing: list[str] = []
+        self.finished = False
+        """Whether the last round is over: nothing is drained after it (what is stored stays in flight)."""
         self._draining = False
 
     # ---- planning: transfers instead of fixed timelines -------------------------------------------
@@ -231,6 +235,9 @@ class StoreForwardTraining(NetworkAgent):
     def _drain(self) -> None:
         """One simulated second of every transfer in flight, at the links of this second."""
         model = self.model
+        if self.finished:  # the service is over (the run may go on for other services)
+            self._draining = False
+            return
         now = float(model.time)
         power = model.link_cfg.ue_radio_power_w
         for key in sorted(self.transfers):
@@ -377,7 +384,8 @@ class StoreForwardTraining(NetworkAgent):
         self.rounds_done = state.index
         self.round = None
         if model.rounds_limit is not None and self.rounds_done >= model.rounds_limit:
-            model.running = False
+            self.finished = True
+            self.on_rounds_limit()
             return
         model.schedule_event(self.start_round, at=model.time + self.fl.round_interval_s)
 

@@ -14,13 +14,20 @@ and publishes one message: each learner's inferred state (a result: no window le
 The teacher records each state against the learner's true state, decides per classroom whether to
 intervene (slow the pace, re-explain) and hands the jobs to the compute service
 (:class:`agents.edge_compute.EdgeComputeService`).
+
+The terminals' side is described by a :class:`ClassroomPart` (their windows, the model's architecture,
+the offload settings) and built where the terminals run: as one host in the run's process, or split
+among the device-host workers of ``--workers`` (:mod:`twin.workers`), each worker's part reading the
+models its own device host received. Every terminal's inference, profile and jobs depend only on that
+terminal, and the teacher sorts what it receives by learner, so the split changes no result.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -46,6 +53,7 @@ from twin.settings import InferenceTargets
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
+    from twin.workers import PartContext
 
 REQUEST_SCHEMA = "twin.classroom.request.v1"
 RESPONSE_SCHEMA = "twin.classroom.response.v1"
@@ -181,9 +189,13 @@ class ClassroomHost:
         }
         self.seeds = SeedStreams(self.seed)
 
+    def subscriptions(self) -> tuple[str, ...]:
+        """Topics this host listens on: the teacher's ticks and its answers to this host."""
+        return (self.topics.tick(self.service), self.topics.response(self.service, self.host_id))
+
     def handles(self, topic: str) -> bool:
         """Whether ``topic`` is this host's tick or its answers."""
-        return topic in (self.topics.tick(self.service), self.topics.response(self.service, self.host_id))
+        return topic in self.subscriptions()
 
     def on_message(self, message: Message) -> None:
         """A tick (answered with one batch) or the teacher's answer; bad input is counted, never raised."""
@@ -273,6 +285,50 @@ class ClassroomHost:
         return jobs
 
 
+@dataclass(frozen=True, slots=True)
+class ClassroomPart:
+    """The terminals' side of the classroom for some terminals, as data (:class:`twin.workers.WorkerPart`)."""
+
+    service: str
+    """The virtual teacher's service (its ticks, the batches it expects)."""
+    model_service: str
+    """The federated service whose global models the terminals infer with (as their device host has them)."""
+    net: nn.Module
+    config: OffloadConfig
+    windows: dict[str, torch.Tensor]
+    """Terminal → its learner's lesson windows."""
+    n_classes: int
+
+    @property
+    def device_ids(self) -> Collection[str]:
+        """The terminals it holds."""
+        return self.windows.keys()
+
+    def split(self, devices: Collection[str]) -> ClassroomPart | None:
+        """The same side for ``devices`` only (None when none of them is a terminal of it)."""
+        wanted = set(devices)
+        windows = {a: w for a, w in self.windows.items() if a in wanted}
+        return replace(self, windows=windows) if windows else None
+
+    def build(self, ctx: PartContext) -> ClassroomHost:
+        """The classroom host of these terminals, reading the models ``ctx.devices`` received."""
+        if ctx.devices is None:
+            raise ValueError("the classroom's terminals need their device host (the models they received)")
+        return ClassroomHost(
+            host_id=ctx.host_id,
+            service=self.service,
+            bus=ctx.bus,
+            topics=ctx.topics,
+            seed=ctx.seed,
+            credentials=ctx.credentials,
+            net=self.net,
+            held_model=partial(ctx.devices.deployed, self.model_service),
+            config=self.config,
+            windows=self.windows,
+            n_classes=self.n_classes,
+        )
+
+
 class VirtualTeacher:
     """The virtual teacher at the edge: ticks, learners' states vs truth, interventions, offloaded jobs."""
 
@@ -305,6 +361,10 @@ class VirtualTeacher:
         self._waiting = False
         model.route(f"{model.topics.service_root(service)}/request", self._on_message)
         model.services.append(self)
+
+    def set_members(self, members: dict[str, set[str]]) -> None:
+        """Which host holds which terminals (when the terminals move to ``--workers``)."""
+        self.members = {h: set(a) for h, a in members.items() if a}
 
     def start(self, at_s: float) -> None:
         """Schedule the first tick."""

@@ -5,11 +5,16 @@
   (:class:`twin.services.data_management.DataServiceLedger`); it keeps each shop's reported sales.
 - :class:`ShopFederation` is a :class:`NetworkAgent` whose clients are the shops only.
 - :class:`FoodPlanner` runs once both are done: it builds the compressed variants of the federated
-  model (:mod:`twin.services.compression`) and picks one per model user by its link and compute, places
-  each user's model (:mod:`twin.services.deployment`), forecasts next week's demand of every shop with
-  the model *where it runs* (the device's variant, or the full model on edge/cloud), allocates stock and
-  plans routes (:mod:`twin.services.optimisation`) against the baseline, publishes the three plans
-  (signed JSON, retained) and ends the run.
+  model (:mod:`twin.services.compression`) and publishes each over MQTT (the model exchange, signed and
+  retained; int8 weights and pruning bitmasks as they are, :func:`encode_wire_model`), so a variant's
+  size is the payload actually sent and its accuracy that of the model decoded from those bytes; it
+  picks one per model user by its link and compute, places each user's model
+  (:mod:`twin.services.deployment`) and publishes both plans. Shops whose model runs on the device
+  forecast next week's demand **on the device** (:class:`DeviceForecasts`: their host decodes the
+  variant from the wire and answers with its probabilities and the SHA-256 of the model it ran, which
+  must be what was sent); the full model forecasts for edge and cloud. Then it allocates stock and
+  plans routes (:mod:`twin.services.optimisation`) against the baseline, publishes that plan (signed
+  JSON, retained) and ends the run.
 """
 
 from __future__ import annotations
@@ -17,19 +22,28 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from safetensors.torch import save as st_save
 from torch import nn
 from torch.func import functional_call
 
-from agents.food_cycle import LEDGER_SCHEMA, PLAN_SCHEMA
+from agents.food_cycle import (
+    FORECAST_SCHEMA,
+    FORECAST_TICK_SCHEMA,
+    LEDGER_SCHEMA,
+    PLAN_SCHEMA,
+    decode_f32,
+    encode_features,
+)
 from agents.host_batches import accept_host_batch
 from agents.network import NetworkAgent
 from broker.bus import Message
+from broker.codec import MODEL_SCHEMA, content_digest, decode_model
 from broker.json_codec import encode_json
 from twin.auth import sign_document
 from twin.energy import NETWORK
@@ -46,6 +60,7 @@ from twin.services.compression import (
     compression_report,
     compression_summary,
     make_variants,
+    wire_bits,
 )
 from twin.services.data_management import DataServiceLedger, DataServiceTargets, data_service_report
 from twin.services.deployment import (
@@ -108,6 +123,10 @@ class FoodDataService:
         self._waiting = False
         model.route(f"{model.topics.service_root(service)}/request", self._on_message)
         model.services.append(self)
+
+    def set_members(self, members: dict[str, set[str]]) -> None:
+        """Which host holds which organisations (when they move to ``--workers``); forecasts ask the same."""
+        self.members = {h: set(a) for h, a in members.items() if a}
 
     def start(self, at_s: float) -> None:
         """Schedule the first collection tick."""
@@ -281,6 +300,134 @@ class PlanInputs:
     """Collection ticks of the same weekdays a week before each planning day."""
 
 
+def _wire_payload(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    out = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    int8 = any(t.dtype == torch.int8 for t in out.values())
+    meta = {"schema": MODEL_SCHEMA, "wire_dtype": "int8" if int8 else "fp32"}
+    meta.update({str(k): str(v) for k, v in metadata.items() if k != "auth"})
+    return out, meta
+
+
+def encode_wire_model(
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, Any],
+    sign: Callable[[bytes], str] | None = None,
+) -> bytes:
+    """A variant's wire tensors as one model message (safetensors, ``twin.model.v1``), dtypes as they are.
+
+    int8 tensors with their ``::scale``, uint8 bitmasks and float32 values travel as such (the model
+    codec would make every tensor one wire dtype); the envelope, content digest and ``auth`` are the
+    codec's (:func:`broker.codec.content_digest`), so :func:`broker.codec.decode_model` reads it.
+    """
+    out, meta = _wire_payload(tensors, metadata)
+    if sign is not None:
+        meta["auth"] = sign(content_digest(out, meta))
+    return bytes(st_save(out, metadata=meta))
+
+
+def wire_model_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> bytes:
+    """The content digest of :func:`encode_wire_model`'s message (what a receiver's decode reports)."""
+    out, meta = _wire_payload(tensors, metadata)
+    return content_digest(out, meta)
+
+
+class DeviceForecasts:
+    """The network's end of on-device forecasting: one signed batch per host, checked against what was sent.
+
+    A host's batch (``twin.food.forecast.request.v1``) must name exactly the host's devices placed on
+    the device, each with the variant it was given and the SHA-256 of the model message that carried it
+    (so a device that runs anything else is refused), and for each device asked to forecast one row of
+    class probabilities per input row. A batch that fails any check is refused whole (``malformed``).
+    """
+
+    def __init__(self, model: TwinModel, *, service: str, n_classes: int) -> None:
+        self.model = model
+        self.service = service
+        self.n_classes = n_classes
+        self.members: dict[str, set[str]] = {}
+        """Host → its devices that run their model themselves."""
+        self.tick_index = 0
+        self.expected: dict[str, tuple[str, str]] = {}
+        """Device → (its variant, hex SHA-256 of the message that carried it)."""
+        self.rows: dict[str, int] = {}
+        """Device → input rows it was asked to forecast."""
+        self.probs: dict[str, np.ndarray] = {}
+        self._batches: dict[str, dict[str, np.ndarray | None]] = {}
+        self._waiting = False
+        model.route(f"{model.topics.service_root(service)}/request", self._on_message)
+
+    def collect(
+        self,
+        members: dict[str, set[str]],
+        expected: dict[str, tuple[str, str]],
+        inputs: dict[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """Ask every host to forecast ``inputs`` on its devices; wait for all; device → probabilities."""
+        model = self.model
+        self.members, self.expected = members, expected
+        self.rows = {a: int(x.shape[0]) for a, x in inputs.items()}
+        self._batches, self._waiting = {}, True
+        doc = {
+            "schema": FORECAST_TICK_SCHEMA,
+            "run_id": model.run_id,
+            "service": self.service,
+            "tick": self.tick_index,
+            "sim_time_s": float(model.time),
+            "inputs": [{"agent_id": a, "x_f32": encode_features(x)} for a, x in sorted(inputs.items())],
+        }
+        topic = model.topics.tick(self.service)
+        model.bus.publish(topic, encode_json(sign_document(doc, topic, model.keys.sign)), qos=1)
+        model.wait_for(
+            lambda: self.members.keys() <= self._batches.keys(),
+            what="on-device forecasts",
+            progress=lambda: len(self._batches),
+        )
+        self._waiting = False
+        self.tick_index += 1
+        self.probs = {a: p for b in self._batches.values() for a, p in b.items() if p is not None}
+        return self.probs
+
+    def confirmed(self) -> set[str]:
+        """Devices whose host confirmed running the model message sent for them."""
+        return {a for b in self._batches.values() for a in b}
+
+    def _on_message(self, message: Message) -> None:
+        got = accept_host_batch(self, message, schema=FORECAST_SCHEMA, max_bytes=MAX_BATCH_BYTES)
+        if got is None:
+            return
+        host_id, doc = got
+        results = self._validate(host_id, doc.get("results"))
+        if results is None:
+            self.model.bus.stats.reject("malformed")
+            return
+        self._batches[host_id] = results
+        self.model.accepted += 1
+
+    def _validate(self, host_id: str, results: Any) -> dict[str, np.ndarray | None] | None:
+        if not isinstance(results, list):
+            return None
+        want, seen = self.members[host_id], dict[str, np.ndarray | None]()
+        for r in results:
+            agent_id = r.get("agent_id") if isinstance(r, dict) else None
+            if agent_id not in want or agent_id in seen:
+                return None
+            if (r.get("variant"), r.get("model_sha256")) != self.expected[agent_id]:
+                return None  # not the model sent for it
+            rows, text = self.rows.get(agent_id), r.get("probs_f32")
+            if rows is None:
+                if text is not None:
+                    return None
+                seen[agent_id] = None
+                continue
+            probs = decode_f32(text, self.n_classes, rows)
+            if probs is None or probs.shape[0] != rows or not bool(((probs >= 0) & (probs <= 1)).all()):
+                return None
+            seen[agent_id] = probs
+        return seen if seen.keys() == want else None
+
+
 class ServiceRecords:
     """Records and QoAIS of one of the planner's services (what :attr:`TwinModel.services` lists)."""
 
@@ -333,6 +480,9 @@ class FoodPlanner:
         self.deployment_cfg, self.deployment_targets = deployment
         self.optimisation_cfg, self.optimisation_targets = optimisation
         self.variants: tuple[ModelVariant, ...] = ()
+        """The variants offered, each as published (``size_bits``: the payload sent)."""
+        self.variant_sha256: dict[str, str] = {}
+        """Variant → hex SHA-256 of the model message that carries it (what a device must report)."""
         self.choices: list[CompressionChoice] = []
         self.decisions: list[DeploymentDecision] = []
         self.outcome: OptimisationOutcome | None = None
@@ -372,6 +522,8 @@ class FoodPlanner:
             ),
         )
         model.services += [self.optimisation, self.compression, self.deployment]
+        self.forecasts = DeviceForecasts(model, service=dep, n_classes=federation.task.n_classes)
+        self._choice_records: dict[str, dict[str, Any]] = {}
         federation.on_done.append(self.maybe_plan)
         data.on_done.append(self.maybe_plan)
 
@@ -386,26 +538,63 @@ class FoodPlanner:
             self.model.schedule_event(self.plan, at=self.model.time + 1.0)
 
     def plan(self) -> None:
-        """Compress, place, forecast, allocate and route; publish the plans; end the run."""
+        """Compress, choose and place per user, forecast, allocate and route; publish the plans; end the run.
+
+        The variants and the compression and deployment plans are published first: the devices that run
+        the model themselves need them to forecast.
+        """
+        self._compress()
+        choice_of = self._choose_and_place()
+        self._publish((self.compression.service, self.deployment.service))
+        self._optimise(choice_of)
+        self._publish((self.optimisation.service,))
+        for callback in self.on_plan:
+            callback()
+        self.model.running = False
+
+    def _compress(self) -> None:
+        """Every variant, measured as decoded from its message, then published once (signed, retained)."""
         net, params = self.federation.net, self.federation.global_params
-        task = self.federation.task
-        self.variants = make_variants(
+        task, service = self.federation.task, self.compression.service
+        max_bytes = self.model.bus_cfg.max_payload_bytes
+
+        def as_decoded(name: str, wire: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+            payload = encode_wire_model(wire, {"service": service, "variant": name})
+            return decode_model(payload, max_bytes=max_bytes).tensors
+
+        offered = make_variants(
             params,
             flops_per_sample=self.flops_per_row,
             evaluate=lambda p: _accuracy(net, p, task.test_x, task.test_y),
             config=self.compression_cfg,
+            transport=as_decoded,
         )
-        for v in self.variants:
+        self.variants = tuple(self._publish_variant(i, v) for i, v in enumerate(offered))
+        for i, v in enumerate(self.variants):
             self.compression.records.append(
                 {
                     "variant": v.name,
+                    "model_index": i,
                     "weight_bits": float(v.weight_bits),
                     "sparsity": v.sparsity,
                     "size_bits": float(v.size_bits),
+                    "tensor_bits": float(wire_bits(v.wire)),
                     "accuracy": v.accuracy,
                     "accuracy_loss": self.variants[0].accuracy - v.accuracy,
                 }
             )
+
+    def _publish_variant(self, index: int, variant: ModelVariant) -> ModelVariant:
+        """Publish ``variant`` on ``ml/{compression}/{index}/global``; it, sized by the payload sent."""
+        model, service = self.model, self.compression.service
+        meta = {"round": index, "service": service, "variant": variant.name, "sim_time_s": float(model.time)}
+        topic = model.topics.global_model(service, index)
+        sent = model.exchange.send(topic, variant.wire, meta, retain=True, encoder=encode_wire_model)
+        self.variant_sha256[variant.name] = wire_model_digest(variant.wire, meta).hex()
+        return replace(variant, size_bits=8 * sent)
+
+    def _choose_and_place(self) -> dict[str, CompressionChoice]:
+        """Each model user's variant (by its link, memory and compute) and placement (by T and E)."""
         choice_of: dict[str, CompressionChoice] = {}
         link_power = self.model.link_cfg.ue_radio_power_w
         for user in self.users:
@@ -423,7 +612,9 @@ class FoodPlanner:
             choice = choose_variant(self.variants, budget)
             choice_of[user.agent_id] = choice
             self.choices.append(choice)
-            self.compression.records.append({**choice.record(), "kind": user.kind})
+            record = {**choice.record(), "kind": user.kind, "installed": False}
+            self._choice_records[user.agent_id] = record
+            self.compression.records.append(record)
             if math.isfinite(choice.download_j):
                 self.model.energy.add(
                     user.agent_id, "downlink", choice.download_j, service=self.compression.service
@@ -445,11 +636,7 @@ class FoodPlanner:
             self.decisions.append(decision)
             self.deployment.records.append(decision.record())
             self._book(decision)
-        self._optimise(choice_of)
-        self._publish()
-        for callback in self.on_plan:
-            callback()
-        self.model.running = False
+        return choice_of
 
     def _book(self, decision: DeploymentDecision) -> None:
         """One request's energy at the chosen placement, on the device or the network."""
@@ -467,17 +654,31 @@ class FoodPlanner:
     def _optimise(self, choice_of: dict[str, CompressionChoice]) -> None:
         inputs = self.inputs
         net, full = self.federation.net, self.federation.global_params
-        decision_of = {d.agent_id: d for d in self.decisions}
-        forecast = np.zeros(inputs.demand.shape)
         reported_all = np.zeros(inputs.demand.shape)
+        rows: dict[str, np.ndarray] = {}
         for i, shop in enumerate(inputs.shops):
-            reported = np.array([self.data.reported_units(shop, t) for t in inputs.last_week_ticks])
-            reported_all[i] = reported
-            decision, choice = decision_of.get(shop), choice_of.get(shop)
-            on_device = decision is not None and choice is not None and decision.placement == "device"
-            params = choice.variant.params if on_device and choice is not None else full
-            x = torch.from_numpy(inputs.features(i, reported))
-            probs = predict_proba(net, params, x).numpy()
+            reported_all[i] = [self.data.reported_units(shop, t) for t in inputs.last_week_ticks]
+            rows[shop] = inputs.features(i, reported_all[i])
+        on_device = {d.agent_id for d in self.decisions if d.placement == "device"}
+        hosts = {h: on_device & set(members) for h, members in self.data.members.items()}
+        hosts = {h: agents for h, agents in hosts.items() if agents}
+        device_probs: dict[str, np.ndarray] = {}
+        if hosts:
+            expected = {
+                a: (choice_of[a].variant.name, self.variant_sha256[choice_of[a].variant.name])
+                for a in on_device
+            }
+            device_probs = self.forecasts.collect(
+                hosts, expected, {s: x for s, x in rows.items() if s in on_device}
+            )
+            for agent_id in self.forecasts.confirmed():
+                self._choice_records[agent_id]["installed"] = True
+        forecast = np.zeros(inputs.demand.shape)
+        for i, shop in enumerate(inputs.shops):
+            if shop in on_device:  # computed on the device, with the model it decoded from the wire
+                probs = device_probs[shop]
+            else:  # on the edge or in the cloud: the full model
+                probs = predict_proba(net, full, torch.from_numpy(rows[shop])).detach().numpy()
             forecast[i] = probs @ inputs.level_units
         cfg = self.optimisation_cfg
         stock = np.stack([allocate(f, safety_margin=cfg.safety_margin) for f in forecast.T], axis=1)
@@ -526,11 +727,11 @@ class FoodPlanner:
         ]
         self.stock = stock
 
-    def _publish(self) -> None:
-        """The three plans, signed and retained, for the organisations (and any external tool)."""
+    def _publish(self, services: tuple[str, ...]) -> None:
+        """The plans of ``services``, signed and retained, for the organisations (and any external tool)."""
         model = self.model
-        documents = {
-            self.optimisation.service: {
+        bodies: dict[str, Callable[[], dict[str, Any]]] = {
+            self.optimisation.service: lambda: {
                 "allocation_units": {
                     s: [int(v) for v in self.stock[i]] for i, s in enumerate(self.inputs.shops)
                 },
@@ -538,19 +739,23 @@ class FoodPlanner:
                     [[self.inputs.shops[i] for i in trip] for trip in depot] for depot in self.policy_trips
                 ],
             },
-            self.compression.service: {
-                c.agent_id: {"variant": c.variant.name, "size_bits": c.variant.size_bits}
+            self.compression.service: lambda: {
+                c.agent_id: {
+                    "variant": c.variant.name,
+                    "size_bits": c.variant.size_bits,
+                    "model": next(i for i, v in enumerate(self.variants) if v is c.variant),
+                }
                 for c in self.choices
             },
-            self.deployment.service: {d.agent_id: d.placement for d in self.decisions},
+            self.deployment.service: lambda: {d.agent_id: d.placement for d in self.decisions},
         }
-        for service, body in documents.items():
+        for service in services:
             doc = {
                 "schema": PLAN_SCHEMA,
                 "run_id": model.run_id,
                 "service": service,
                 "sim_time_s": float(model.time),
-                "plan": body,
+                "plan": bodies[service](),
             }
             topic = self.plan_topic(service)
             model.bus.publish(

@@ -8,6 +8,14 @@ device, whoever hosts it. Because a cohort's training gives each device the same
 the cohort's size, and the network aggregates in sender-id order, the KPI tables are identical for
 any number of workers.
 
+Besides federated training and two-stage inference (the generic :class:`agents.host.DeviceHost`), a
+scenario may have device sides of its own (the classroom's terminals, the food organisations' ledgers):
+it describes each as a :class:`WorkerPart` in ``model.worker_parts`` instead of building its host in
+the run's process. A part is split like the rest (the same owner per device), each worker builds its
+share beside its device host (:meth:`WorkerPart.build`, with that host at hand for the models its
+devices received), and the network side of the part's service learns which worker holds which devices
+(``set_members``).
+
 A local Ray cluster is started for the run (and stopped after it) unless one is running already, or
 ``--ray-address`` names an existing cluster, whose workers must then reach the run's broker (an
 external ``--broker``). Ray is optional: ``pip install 'aiaas-twin[ray]'``.
@@ -17,8 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -26,6 +35,8 @@ from twin.errors import ConfigError, RunAbortedError
 
 if TYPE_CHECKING:
     from agents.host import DeviceHost
+    from broker.bus import Bus, Message
+    from broker.topics import Topics
     from twin.auth import Credentials, RunKeys
     from twin.learning.cohort import LocalData, Params
 
@@ -56,6 +67,53 @@ class InferencePart:
     normal_class: int
 
 
+@dataclass(frozen=True, slots=True)
+class PartContext:
+    """What a device side needs to become an endpoint: where it runs and the devices' own host."""
+
+    host_id: str
+    """Its host id (on a worker the worker's, ``worker-0``: topics are per service, so one id serves all)."""
+    bus: Bus
+    topics: Topics
+    seed: int
+    credentials: Credentials
+    devices: DeviceHost | None
+    """The device host beside it (the models its devices received, for on-device inference)."""
+
+
+class PartHost(Protocol):
+    """A scenario's device side as an endpoint: what the model's ``pump`` or a worker hands messages to."""
+
+    host_id: str
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """Topic filters it listens on."""
+
+    def handles(self, topic: str) -> bool:
+        """Whether a message on ``topic`` is addressed to it."""
+
+    def on_message(self, message: Message) -> None:
+        """Handle one message (bad input is counted, never raised)."""
+
+
+class WorkerPart(Protocol):
+    """A scenario's own device side for some devices, as data: picklable, split by device, built anywhere."""
+
+    @property
+    def service(self) -> str:
+        """The service whose network side (``set_members``) expects a batch from each host of its devices."""
+
+    @property
+    def device_ids(self) -> Collection[str]:
+        """The devices it holds."""
+
+    def split(self, devices: Collection[str]) -> WorkerPart | None:
+        """The same side for ``devices`` only (None when it holds none of them)."""
+
+    def build(self, ctx: PartContext) -> PartHost:
+        """The endpoint, for ``ctx.host_id`` on ``ctx.bus``."""
+
+
 @dataclass(slots=True)
 class HostSpec:
     """Everything a worker needs to be a device host of the run (sent to the actor once)."""
@@ -67,22 +125,37 @@ class HostSpec:
     chunk_bytes: int
     max_payload_bytes: int
     wire_dtype: str
+    pack_updates: bool = False
     credentials: Credentials | None = None
     federated: list[FederatedPart] = field(default_factory=list)
     inference: list[InferencePart] = field(default_factory=list)
+    parts: list[Any] = field(default_factory=list)
+    """The scenario's own device sides (:class:`WorkerPart`), each for this worker's devices."""
 
     @property
     def device_ids(self) -> list[str]:
         """The devices of this worker, sorted."""
-        return sorted({a for part in self.federated for a in part.data})
+        ids = {a for part in self.federated for a in part.data}
+        for extra in self.parts:
+            ids.update(extra.device_ids)
+        return sorted(ids)
 
 
-def partition(host: DeviceHost, workers: int, *, broker_url: str, keys: RunKeys) -> list[HostSpec]:
+def partition(
+    host: DeviceHost,
+    workers: int,
+    *,
+    broker_url: str,
+    keys: RunKeys,
+    parts: Collection[WorkerPart] = (),
+) -> list[HostSpec]:
     """Split ``host``'s devices among ``workers`` hosts: device ``i`` (in id order) → worker ``i mod N``.
 
-    Each worker gets the keys of its own devices and its own host key, nothing more.
+    The devices are those of ``host`` and of the scenario's own device sides (``parts``), in one id
+    order, so a device's every side lands on the same worker. Each worker gets the keys of its own
+    devices and its own host key, nothing more.
     """
-    ids = host.device_ids
+    ids = sorted(set(host.device_ids).union(*(part.device_ids for part in parts)))
     owner = {a: i % workers for i, a in enumerate(ids)}
     specs = [
         HostSpec(
@@ -93,6 +166,7 @@ def partition(host: DeviceHost, workers: int, *, broker_url: str, keys: RunKeys)
             chunk_bytes=host.exchange.chunk_bytes,
             max_payload_bytes=host.exchange.max_payload_bytes,
             wire_dtype=host.exchange.wire_dtype,
+            pack_updates=host.pack_updates,
         )
         for k in range(workers)
     ]
@@ -115,6 +189,11 @@ def partition(host: DeviceHost, workers: int, *, broker_url: str, keys: RunKeys)
                     inf.normal_class,
                 )
             )
+    for part in parts:
+        for k, spec in enumerate(specs):
+            mine = part.split([a for a in part.device_ids if owner[a] == k])
+            if mine is not None:
+                spec.parts.append(mine)
     for spec in specs:
         spec.credentials = keys.credentials([spec.host_id, *spec.device_ids])
     return specs
@@ -144,6 +223,7 @@ class HostWorker:
             max_payload_bytes=spec.max_payload_bytes,
             credentials=spec.credentials,
             wire_dtype=spec.wire_dtype,  # type: ignore[arg-type]
+            pack_updates=spec.pack_updates,
         )
         for part in spec.federated:
             self.host.join_federated(part.service, net=part.net, template=part.template, data=part.data)
@@ -156,7 +236,17 @@ class HostWorker:
                 escalate_anomalies=inf.escalate_anomalies,
                 normal_class=inf.normal_class,
             )
+        self.parts: list[PartHost] = []
+        context = PartContext(spec.host_id, self.bus, self.topics, spec.seed, spec.credentials, self.host)
+        for part in spec.parts:
+            built = part.build(context)
+            for topic_filter in built.subscriptions():
+                self.bus.subscribe(topic_filter)
+            self.parts.append(built)
         self.bus.subscribe(self.topics.status)
+
+    def _part_for(self, topic: str) -> PartHost | None:
+        return next((p for p in self.parts if p.handles(topic)), None)
 
     def ready(self) -> str:
         """The host id, once connected and subscribed."""
@@ -179,6 +269,8 @@ class HostWorker:
                             self.bus.stats.reject("malformed")
                     elif self.host.handles(message.topic):
                         self.host.on_message(message)
+                    elif (part := self._part_for(message.topic)) is not None:
+                        part.on_message(message)
                     else:
                         self.bus.stats.reject("unknown")
         finally:
@@ -254,20 +346,20 @@ class WorkerPool:
 def start_workers(model: Any, workers: int, *, broker_url: str, ray_address: str | None) -> WorkerPool:
     """Split the built model's devices among ``workers`` Ray actors and wire the services to them."""
     host = model.local_device_host
-    if host is None or not host.device_ids:
+    parts: list[WorkerPart] = list(getattr(model, "worker_parts", ()))
+    if host is None or not (host.device_ids or any(part.device_ids for part in parts)):
         raise ConfigError("--workers: this scenario has no devices to place on workers")
-    specs = partition(host, workers, broker_url=broker_url, keys=model.keys)
+    specs = partition(host, workers, broker_url=broker_url, keys=model.keys, parts=parts)
+    members: dict[str, dict[str, set[str]]] = {}
+    for spec in specs:
+        for inference in spec.inference:
+            members.setdefault(inference.service, {})[spec.host_id] = set(inference.windows)
+        for extra in spec.parts:
+            members.setdefault(extra.service, {})[spec.host_id] = set(extra.device_ids)
     for service in model.services:
         set_members = getattr(service, "set_members", None)
         if set_members is not None:
-            set_members(
-                {
-                    spec.host_id: set(part.windows)
-                    for spec in specs
-                    for part in spec.inference
-                    if part.service == service.service
-                }
-            )
+            set_members(members.get(service.service, {}))
     pool = WorkerPool(specs, ray_address=ray_address)
     model.health_checks.append(pool.check)
     return pool

@@ -14,6 +14,7 @@ from twin.learning.models import MLP, inference_flops_per_sample, init_params, t
 from twin.learning.round_plan import ModelSpec
 from twin.learning.task import TaskData
 from twin.model import TwinModel
+from twin.workers import PartContext, PartHost, WorkerPart
 from usecases.layout import grid_base_stations
 from usecases.registry import BuildContext
 
@@ -85,10 +86,31 @@ def local_host(model: TwinModel, config: Any) -> DeviceHost:
         credentials=model.keys.credentials(),
         wire_dtype=config.fl.wire_dtype,
         subscribe=_ignore if detached else model.subscribe,
+        pack_updates=config.bus.pack_updates,
     )
     if not detached:
         model.add_host(host)
     model.local_device_host = host
+    return host
+
+
+def add_device_side(model: TwinModel, part: WorkerPart, *, host_id: str) -> PartHost | None:
+    """A scenario's own device side (beside :func:`local_host`): built here, or left to ``--workers``.
+
+    In the run's process it becomes one host, ``host_id``, subscribed on the run's client and handed
+    its messages by the model's ``pump`` (returned). With ``--workers`` nothing is built here: the part
+    goes to ``model.worker_parts``, and :mod:`twin.workers` splits it with the devices (returns None).
+    """
+    if model.hosting != "local":
+        model.worker_parts.append(part)
+        return None
+    credentials = model.keys.credentials()
+    host = part.build(
+        PartContext(host_id, model.bus, model.topics, model.seed, credentials, model.local_device_host)
+    )
+    for topic_filter in host.subscriptions():
+        model.subscribe(topic_filter)
+    model.add_host(host)
     return host
 
 

@@ -21,8 +21,16 @@ What it simplifies: one perishable category per shop (no SKUs; a request's ``row
 shop's product lines in the time/energy accounting); a day of the city is one collection tick (1 s);
 vans and trucks move for the radio but plans are scored on the street grid's Manhattan distances,
 not their simulated positions; household hubs run the shops' demand model (surplus-food alerts of
-their nearest shop) rather than a household model; compressed weights are accounted (bits, energy),
-not carried over MQTT — the plans are; the devices' side runs in the run's process only.
+their nearest shop) rather than a household model.
+The compressed variants travel over MQTT like global models (signed safetensors, int8 and pruning
+bitmasks as they are): a variant's size and delivery energy are those of the payload sent, its accuracy
+that of the model decoded from it, and a shop whose model runs on the device forecasts with the model
+its host decoded (the planning week's input rows reach it with the network's signed forecast tick).
+
+Where the organisations run: in the run's process by default; with ``--workers N`` their whole side —
+the shops' federated training, the ledgers, the variants they decode and their on-device forecasts
+(:class:`agents.food_cycle.LedgerPart`) — is split among N Ray workers (:mod:`twin.workers`,
+organisation ``i`` in id order on worker ``i mod N``); the run's tables are the same for any N.
 
 QoAIS targets — the paper states needs, not numbers (§2.3.3.3: "reduce transport and storage time",
 "reduce waste", desensitise business data): every number below is our assumption: waste reduced ≥ 20 %
@@ -67,14 +75,14 @@ from agents.food_cycle import (
     DeliveryVan,
     FoodSite,
     HouseholdHub,
-    LedgerHost,
+    LedgerPart,
+    OnDeviceModels,
     ShopTerminal,
     WarehouseGateway,
     WasteTruck,
 )
 from agents.food_network import FoodDataService, FoodPlanner, ModelUser, PlanInputs, ShopFederation
 from twin.config import check_positive, check_range
-from twin.errors import ConfigError
 from twin.kpi import ComputeProfile
 from twin.learning.aggregation import make_strategy
 from twin.learning.cohort import LocalData
@@ -95,7 +103,7 @@ from twin.services.deployment import DeploymentConfig, DeploymentTargets
 from twin.services.optimisation import OptimisationConfig, OptimisationTargets
 from twin.settings import AreaConfig, BusConfig, CarbonConfig, FederatedConfig, LinkConfig, QoAISTargets
 from usecases import food_cycle_data as fd
-from usecases.common import add_base_stations, local_host, new_model
+from usecases.common import add_base_stations, add_device_side, local_host, new_model
 from usecases.registry import AgentScenario, BuildContext, register
 
 TRAINING = "demand-model"
@@ -313,8 +321,6 @@ def _postcode(xy: np.ndarray, area: AreaConfig, tail: int) -> str:
 
 def build(config: FoodCycleConfig, ctx: BuildContext) -> TwinModel:
     """Create the city: macro cells, organisations with their ledgers, the services."""
-    if ctx.hosting != "local":
-        raise ConfigError("food-cycle runs its organisations in the run's process: drop --workers")
     rounds = ctx.rounds_limit if ctx.rounds_limit is not None else config.fl.rounds
     model = new_model("food-cycle", config, replace(ctx, rounds_limit=rounds))
     add_base_stations(model, config)
@@ -421,19 +427,24 @@ def build(config: FoodCycleConfig, ctx: BuildContext) -> TwinModel:
         deployment=(config.deployment, config.deployment_qoais),
         optimisation=(config.optimisation, config.optimisation_qoais),
     )
-    host = LedgerHost(
-        host_id=LEDGER_HOST,
-        bus=model.bus,
-        topics=model.topics,
-        credentials=model.keys.credentials(),
+    ledgers = LedgerPart(
         service=DATA,
         plan_topics=tuple(planner.plan_topic(s) for s in (OPTIMISATION, COMPRESSION, DEPLOYMENT)),
         collectors=_collectors(config, placed),
         records=records,
+        models=OnDeviceModels(
+            model_service=COMPRESSION,
+            compression_plan=planner.plan_topic(COMPRESSION),
+            deployment_plan=planner.plan_topic(DEPLOYMENT),
+            forecast_service=DEPLOYMENT,
+            net=MLP(task.in_features, config.fl.hidden, task.n_classes),
+            template={k: torch.zeros_like(v) for k, v in federation.global_params.items()},
+            in_features=task.in_features,
+            chunk_bytes=config.bus.chunk_bytes,
+            max_payload_bytes=config.bus.max_payload_bytes,
+        ),
     )
-    for topic in host.subscriptions():
-        model.subscribe(topic)
-    model.add_host(host)
+    add_device_side(model, ledgers, host_id=LEDGER_HOST)
     model.map_features = _map_features(placed, shop_depot)  # type: ignore[attr-defined]
     planner.on_plan.append(lambda: model.map_features.extend(_planned_routes(placed, planner.policy_trips)))  # type: ignore[attr-defined]
     data.start(at_s=col.start_s)
@@ -444,7 +455,7 @@ def build(config: FoodCycleConfig, ctx: BuildContext) -> TwinModel:
 def _federation(
     model: TwinModel, config: FoodCycleConfig, task: TaskData, shop_ids: list[str]
 ) -> ShopFederation:
-    """The shops' federated training of the demand model (the devices' side in the run's host)."""
+    """The shops' federated training of the demand model (the devices' side in the device host)."""
     net = MLP(task.in_features, config.fl.hidden, task.n_classes)
     initial = init_params(net, model.seeds.torch("model/init"))
     federation = ShopFederation(

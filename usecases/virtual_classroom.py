@@ -32,8 +32,13 @@ desensitise the data", distributed training, uplink bandwidth):
 
 What it simplifies. Learners sit still (no mobility); rendering is a job of FLOPs and bits, not frames;
 servers are non-preemptive single queues (a GPU slice each); the learner's true state is synthetic
-(:mod:`usecases.virtual_classroom_data`); the classroom host runs in the run's process even with
-``--workers`` (its terminals then read their on-board models as built, not as trained).
+(:mod:`usecases.virtual_classroom_data`).
+
+Where the headsets run: in the run's process by default; with ``--workers N`` their whole side —
+federated training and the classroom host (sensing, inference with the model each headset received,
+profiles, offloaded jobs) — is split among N Ray workers (:mod:`twin.workers`, headset ``i`` in id
+order on worker ``i mod N``), each worker's classroom host answering the teacher's ticks for its own
+headsets; the run's tables are the same for any N.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from agents.base_station import BaseStation
-from agents.classroom import ClassroomHost, OffloadConfig, StudentTerminal, VirtualTeacher
+from agents.classroom import ClassroomPart, OffloadConfig, StudentTerminal, VirtualTeacher
 from agents.edge_compute import EdgeComputeService
 from twin.config import check_positive, check_range
 from twin.errors import ConfigError
@@ -71,7 +76,7 @@ from twin.settings import (
     QoAISTargets,
 )
 from usecases import virtual_classroom_data
-from usecases.common import add_federated_training, local_host, new_model
+from usecases.common import add_device_side, add_federated_training, new_model
 from usecases.registry import AgentScenario, BuildContext, register
 
 SERVICE = "engagement-model"
@@ -341,23 +346,15 @@ def build(config: VirtualClassroomConfig, ctx: BuildContext) -> TwinModel:
     streams = {
         a: virtual_classroom_data.lesson_stream(streams_rng, data.learners[a], LESSON_WINDOWS) for a in ids
     }
-    devices_host = local_host(model, config)
-    host = ClassroomHost(
-        host_id=CLASSROOM_HOST_ID,
+    terminals = ClassroomPart(
         service=TEACHER_SERVICE,
-        bus=model.bus,
-        topics=model.topics,
-        seed=model.seed,
-        credentials=model.keys.credentials(),
+        model_service=SERVICE,
         net=network.net,
-        held_model=lambda agent_id: devices_host.deployed(SERVICE, agent_id),
         config=config.offload,
         windows={a: s[0] for a, s in streams.items()},
         n_classes=data.task.n_classes,
     )
-    model.add_host(host)
-    model.subscribe(model.topics.tick(TEACHER_SERVICE))
-    model.subscribe(model.topics.response(TEACHER_SERVICE, CLASSROOM_HOST_ID))
+    add_device_side(model, terminals, host_id=CLASSROOM_HOST_ID)
     teacher = VirtualTeacher(
         model,
         service=TEACHER_SERVICE,

@@ -1,4 +1,6 @@
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -88,6 +90,19 @@ def test_moving_drones_are_deterministic_too(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(requests_a, requests_b, check_exact=True)
 
 
+def test_moving_taxis_are_deterministic_too(tmp_path: Path) -> None:
+    """robotaxi (taxis moved as one street fleet, counter-based turns at intersections) repeats exactly."""
+    options = RunOptions(
+        "robotaxi", seed=4, overrides={"devices.count": "10"}, broker="local", out_dir=tmp_path, rounds=2
+    )
+    a = run_scenario(options)
+    b = run_scenario(options)
+    pd.testing.assert_frame_equal(a.kpis, b.kpis, check_exact=True)
+    telemetry_a = pd.read_parquet(a.run_dir / "telemetry.parquet")
+    telemetry_b = pd.read_parquet(b.run_dir / "telemetry.parquet")
+    pd.testing.assert_frame_equal(telemetry_a, telemetry_b, check_exact=True)
+
+
 @pytest.mark.broker
 def test_chunked_models_over_a_real_broker_change_nothing(
     tmp_path: Path, embedded_broker: EmbeddedBroker
@@ -108,10 +123,36 @@ def test_chunked_models_over_a_real_broker_change_nothing(
     assert result.summary["bus"]["published"] > 1.5 * whole.summary["bus"]["published"]
 
 
+BUSES = ("embedded", "mosquitto")
+"""The brokers each scenario below is run on and compared with the in-process bus (Mosquitto: skipped
+when there is none, unless TWIN_REQUIRE_MOSQUITTO=1)."""
+_LOCAL_RUNS: dict[str, Any] = {}
+
+
+def _broker_url(request: pytest.FixtureRequest, bus: str) -> str:
+    """URL of ``bus``: the session's embedded broker, or the Mosquitto at 127.0.0.1:1883."""
+    if bus == "embedded":
+        broker: EmbeddedBroker = request.getfixturevalue("embedded_broker")
+        return broker.url
+    url: str = request.getfixturevalue("mosquitto_url")
+    return url
+
+
+def _local_run[T](scenario: str, run: Callable[[], T]) -> T:
+    """The scenario's run on the in-process bus, made once for both brokers' tests to compare with."""
+    if scenario not in _LOCAL_RUNS:
+        _LOCAL_RUNS[scenario] = run()
+    result: T = _LOCAL_RUNS[scenario]
+    return result
+
+
 @pytest.mark.broker
-def test_disease_diagnosis_is_the_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+@pytest.mark.parametrize("bus", BUSES)
+def test_disease_diagnosis_is_the_same_on_every_bus(
+    tmp_path: Path, request: pytest.FixtureRequest, bus: str
+) -> None:
     """disease-diagnosis (desensitised cases, cascade, drift re-training) repeats exactly over the embedded
-    broker and the in-process bus: KPIs and every per-case / per-check record."""
+    broker, Mosquitto and the in-process bus: KPIs and every per-case / per-check record."""
     overrides = {"devices.count": "10", "cascade.ticks": "12", "cascade.start_s": "30", "drift.at_s": "80"}
 
     def run(broker: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -121,17 +162,21 @@ def test_disease_diagnosis_is_the_same_on_every_bus(tmp_path: Path, embedded_bro
         assert result.status == "finished", result.error
         return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
 
-    kpis_mqtt, requests_mqtt = run(embedded_broker.url)
-    kpis_local, requests_local = run("local")
+    kpis_mqtt, requests_mqtt = run(_broker_url(request, bus))
+    kpis_local, requests_local = _local_run("disease-diagnosis", lambda: run("local"))
     assert len(kpis_mqtt) >= 1 and len(requests_mqtt) > 0
     pd.testing.assert_frame_equal(kpis_mqtt, kpis_local, check_exact=True)
     pd.testing.assert_frame_equal(requests_mqtt, requests_local, check_exact=True)
 
 
 @pytest.mark.broker
-def test_unmanned_grazing_is_the_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
-    """unmanned-grazing (satellite passes, stored-and-forwarded updates, model sharing) gives identical KPIs
-    and sharing records on the embedded broker and the in-process bus."""
+@pytest.mark.parametrize("bus", BUSES)
+def test_unmanned_grazing_is_the_same_on_every_bus(
+    tmp_path: Path, request: pytest.FixtureRequest, bus: str
+) -> None:
+    """unmanned-grazing (satellite passes, stored-and-forwarded updates, model sharing: the second farm's
+    devices training over the bus) gives identical KPIs and sharing records on the embedded broker, Mosquitto
+    and the in-process bus."""
     overrides = {"devices.drones": "3", "devices.cameras": "4", "sharing.max_rounds": "8"}
 
     def run(broker: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -143,28 +188,33 @@ def test_unmanned_grazing_is_the_same_on_every_bus(tmp_path: Path, embedded_brok
         assert result.status == "finished", result.error
         return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
 
-    embedded, embedded_sharing = run(embedded_broker.url)
-    local, local_sharing = run("local")
-    assert embedded["forwarded"].sum() + embedded["stragglers"].sum() > 0
-    pd.testing.assert_frame_equal(embedded, local, check_exact=True)
-    pd.testing.assert_frame_equal(embedded_sharing, local_sharing, check_exact=True)
+    brokered, brokered_sharing = run(_broker_url(request, bus))
+    local, local_sharing = _local_run("unmanned-grazing", lambda: run("local"))
+    assert brokered["forwarded"].sum() + brokered["stragglers"].sum() > 0
+    assert (local_sharing["updates"] > 0).all()  # farm B's updates arrived over the bus in both runs
+    pd.testing.assert_frame_equal(brokered, local, check_exact=True)
+    pd.testing.assert_frame_equal(brokered_sharing, local_sharing, check_exact=True)
 
 
 CLASSROOM = {"devices.count": "16", "fl.clients_per_round": "0.5"}
 
 
 @pytest.mark.broker
-def test_virtual_classroom_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+@pytest.mark.parametrize("bus", BUSES)
+def test_virtual_classroom_same_on_every_bus(
+    tmp_path: Path, request: pytest.FixtureRequest, bus: str
+) -> None:
     """virtual-classroom (generation, federated training, engagement feedback, edge compute) gives identical
-    KPIs and per-request records on the embedded broker and on the in-process bus."""
-    runs = [
-        run_scenario(
+    KPIs and per-request records on the embedded broker, Mosquitto and the in-process bus."""
+
+    def run(broker: str) -> Any:
+        return run_scenario(
             RunOptions(
                 "virtual-classroom", seed=5, overrides=CLASSROOM, broker=broker, out_dir=tmp_path, rounds=2
             )
         )
-        for broker in (embedded_broker.url, "local")
-    ]
+
+    runs = [run(_broker_url(request, bus)), _local_run("virtual-classroom", lambda: run("local"))]
     assert all(r.status == "finished" for r in runs), [r.error for r in runs]
     pd.testing.assert_frame_equal(runs[0].kpis, runs[1].kpis, check_exact=True)
     requests = [pd.read_parquet(r.run_dir / "requests.parquet") for r in runs]
@@ -173,9 +223,13 @@ def test_virtual_classroom_same_on_every_bus(tmp_path: Path, embedded_broker: Em
 
 
 @pytest.mark.broker
-def test_industrial_robots_repeat_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
+@pytest.mark.parametrize("bus", BUSES)
+def test_industrial_robots_repeat_on_every_bus(
+    tmp_path: Path, request: pytest.FixtureRequest, bus: str
+) -> None:
     """industrial-robots (3 clustered FL services, live split inference) gives identical KPI tables and
-    identical request records (split points, latencies) on the embedded broker and the in-process bus."""
+    identical request records (split points, latencies) on the embedded broker, Mosquitto and the
+    in-process bus."""
     small = {"devices.count": "6", "devices.test_samples": "80", "devices.samples_max": "80"}
 
     def run(broker: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -187,17 +241,21 @@ def test_industrial_robots_repeat_on_every_bus(tmp_path: Path, embedded_broker: 
         assert result.status == "finished", result.error
         return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
 
-    kpis_mqtt, requests_mqtt = run(embedded_broker.url)
-    kpis_local, requests_local = run("local")
+    kpis_mqtt, requests_mqtt = run(_broker_url(request, bus))
+    kpis_local, requests_local = _local_run("industrial-robots", lambda: run("local"))
     assert sorted(kpis_local["service"].unique()) == ["defects-step-1", "defects-step-2", "defects-step-3"]
     pd.testing.assert_frame_equal(kpis_mqtt, kpis_local, check_exact=True)
     pd.testing.assert_frame_equal(requests_mqtt, requests_local, check_exact=True)
 
 
 @pytest.mark.broker
-def test_food_cycle_is_the_same_on_every_bus(tmp_path: Path, embedded_broker: EmbeddedBroker) -> None:
-    """food-cycle (ledger collection, federated demand model, compression, deployment, plans) gives
-    identical KPIs and per-service records on the embedded broker and the in-process bus."""
+@pytest.mark.parametrize("bus", BUSES)
+def test_food_cycle_is_the_same_on_every_bus(
+    tmp_path: Path, request: pytest.FixtureRequest, bus: str
+) -> None:
+    """food-cycle (ledger collection, federated demand model, compressed variants over MQTT, on-device
+    forecasts, plans) gives identical KPIs and per-service records on the embedded broker, Mosquitto and
+    the in-process bus."""
     small = {
         "devices.shops": "6",
         "devices.households": "4",
@@ -212,8 +270,8 @@ def test_food_cycle_is_the_same_on_every_bus(tmp_path: Path, embedded_broker: Em
         assert result.status == "finished", result.error
         return result.kpis, pd.read_parquet(result.run_dir / "requests.parquet")
 
-    kpis_mqtt, requests_mqtt = run(embedded_broker.url)
-    kpis_local, requests_local = run("local")
+    kpis_mqtt, requests_mqtt = run(_broker_url(request, bus))
+    kpis_local, requests_local = _local_run("food-cycle", lambda: run("local"))
     assert {"food-data", "route-allocation", "model-compression", "model-deployment"} <= set(
         requests_local["service"]
     )

@@ -1,6 +1,6 @@
 """food-cycle's JSON messages match their shipped schemas, and a forged one of each kind is refused.
 
-A tiny run on the in-process bus records every ledger and plan document; each validates against the
+A tiny run on the in-process bus records every ledger, plan and forecast document; each validates against the
 schema its ``schema`` field names. A second run gets one hostile ledger (valid shape, wrong tag) and
 one hostile plan (valid shape, unsigned) mid-run: both are counted as forged, and the KPI table equals
 the clean run's.
@@ -28,7 +28,10 @@ SMALL = {
     "collection.days": "7",
     "fl.rounds": "3",
 }
-FOOD_SCHEMAS = {PROTOCOL_SCHEMA_IDS["food_ledger"], PROTOCOL_SCHEMA_IDS["food_plan"]}
+FOOD_SCHEMAS = {
+    PROTOCOL_SCHEMA_IDS[kind]
+    for kind in ("food_ledger", "food_plan", "food_forecast_tick", "food_forecast_request")
+}
 
 
 def _run(tmp_path: Path, name: str) -> Any:

@@ -1,13 +1,16 @@
 """Device hosts on Ray workers: same results for any number of workers; a dead worker aborts the run.
 
 A local Ray cluster is started once for the module; each run places its devices on N Ray actors that
-talk to the run's embedded broker like any external device would.
+talk to the run's embedded broker like any external device would. Besides home-health, the scenarios
+whose devices have sides of their own (the classroom's terminals, the food organisations' ledgers and
+on-device forecasts) and the herd-health store-and-forward + model-sharing farm run on workers too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -19,6 +22,35 @@ ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 SMALL = {"devices.count": "12", "inference.interval_s": "4"}
+
+# scenario → (seed, rounds, overrides): a few devices and rounds; seed 5 of unmanned-grazing has updates
+# stored and forwarded in its first rounds, and sharing.min_accuracy=0 makes the second farm reuse a model.
+NEW_SCENARIOS: dict[str, tuple[int, int | None, dict[str, str]]] = {
+    "unmanned-grazing": (
+        5,
+        4,
+        {
+            "devices.drones": "3",
+            "devices.cameras": "5",
+            "devices.test_samples": "300",
+            "sharing.max_rounds": "3",
+            "sharing.min_accuracy": "0",
+        },
+    ),
+    "virtual-classroom": (2, 2, {"devices.count": "12", "fl.clients_per_round": "0.5"}),
+    "food-cycle": (
+        2,
+        None,
+        {
+            "devices.shops": "6",
+            "devices.households": "4",
+            "devices.history_days": "28",
+            "collection.days": "7",
+            "fl.rounds": "3",
+        },
+    ),
+}
+TABLES = ("kpi", "requests", "events")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,3 +95,50 @@ def test_a_worker_that_dies_ends_the_run_aborted_with_its_rounds_kept(tmp_path: 
     assert "device host worker-1" in (result.error or "")
     assert 1 <= len(result.kpis) < 5
     assert (result.run_dir / "kpi.parquet").exists()
+
+
+@pytest.mark.parametrize("scenario", NEW_SCENARIOS)
+def test_new_scenarios_write_the_same_tables_with_their_devices_on_2_workers(
+    tmp_path: Path, scenario: str
+) -> None:
+    """Every device side of the scenario runs on the workers (no host left in the run's process, each
+    service told which worker holds which devices), and every table is bit-identical to the in-process run."""
+    # Execute
+    seed, rounds, overrides = NEW_SCENARIOS[scenario]
+    models: list[Any] = []  # the run's model, in-process then on workers
+    runs = {
+        n: run_scenario(
+            RunOptions(
+                scenario,
+                seed=seed,
+                overrides=overrides,
+                out_dir=tmp_path / str(n),
+                rounds=rounds,
+                workers=n,
+                run_id=f"{scenario}-workers",  # the events name their run
+            ),
+            on_model=models.append,
+        )
+        for n in (0, 2)
+    }
+    # Assert: the devices' side ran on the workers
+    assert [r.status for r in runs.values()] == ["finished", "finished"], [r.error for r in runs.values()]
+    in_process, on_workers = models
+    assert on_workers.hosts == [] and in_process.hosts != []
+    for service in on_workers.services:
+        if getattr(service, "members", None) is not None:
+            assert set(service.members) == {"worker-0", "worker-1"}, service.service
+    # Assert: identical tables and service summaries
+    for table in TABLES:
+        frames = [pd.read_parquet(runs[n].run_dir / f"{table}.parquet") for n in (0, 2)]
+        pd.testing.assert_frame_equal(frames[1], frames[0], check_exact=True, obj=f"{scenario} {table}")
+    assert runs[2].summary["services"] == runs[0].summary["services"]
+    # Assert: what the workers did is in those tables
+    requests = pd.read_parquet(runs[2].run_dir / "requests.parquet")
+    if scenario == "unmanned-grazing":
+        assert runs[2].kpis.forwarded.sum() > 0
+        assert set(requests["way"]) == {"reuse", "scratch"} and (requests["updates"] > 0).all()
+    elif scenario == "virtual-classroom":
+        assert (requests["service"] == "virtual-teacher").sum() > 0
+    else:
+        assert requests["installed"].eq(True).any()  # forecasts made on the devices, on the workers

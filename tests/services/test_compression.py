@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from twin.kpi import ComputeProfile
@@ -15,9 +16,12 @@ from twin.services.compression import (
     choose_variant,
     compression_report,
     encoded_size_bits,
+    from_wire,
     make_variants,
     prune_magnitude,
     quantise_int8,
+    received,
+    to_wire,
 )
 
 
@@ -143,3 +147,30 @@ def test_a_device_no_variant_fits_gets_the_smallest_and_is_reported_over_budget(
     assert choice.variant.size_bits == min(v.size_bits for v in variants)
     within = next(i for i in report.indicators if i.name == "devices_within_budget")
     assert not within.passed and not report.passed
+
+
+def test_the_wire_form_carries_int8_and_bitmasks_and_rebuilds_exactly_what_a_receiver_computes_with() -> None:
+    """A pruned int8 weight travels as a uint8 bitmask and its int8 non-zeros; rebuilt from the decoded
+    tensors it is each kept weight's ``q · s`` and zero elsewhere; a mask that disagrees is refused."""
+    # Prepare
+    _, params, _, _ = _trained()
+    pruned = prune_magnitude(params, 0.8)
+    # Execute
+    wire = to_wire(pruned, 8)
+    rebuilt = from_wire(received(wire), params)
+    # Assert
+    assert wire["net.0.weight::mask"].dtype == torch.uint8 and "net.0.weight" not in wire
+    assert wire["net.0.weight::values"].dtype == torch.int8
+    assert wire["net.0.bias"].dtype == torch.float32
+    q, scales = quantise_int8(pruned)
+    for name, tensor in rebuilt.items():
+        expected = q[name].float() * torch.tensor(scales[name]) if name in q else pruned[name]
+        assert torch.equal(tensor, expected)
+    assert encoded_size_bits(pruned, 8) < encoded_size_bits(params, 8) < encoded_size_bits(params, 32)
+    bad = received(wire)
+    bad["net.0.weight::mask"] = bad["net.0.weight::mask"].clone()
+    bad["net.0.weight::mask"][0] = float(int(bad["net.0.weight::mask"][0]) ^ 1)  # one more or one less
+    with pytest.raises(ValueError, match="mask bits"):
+        from_wire(bad, params)
+    with pytest.raises(ValueError, match="unexpected"):
+        from_wire({**received(wire), "extra": torch.zeros(1)}, params)

@@ -26,6 +26,7 @@ PROTOCOL_SCHEMA_IDS: dict[str, str] = {
     "inference_request": "twin.inference.request.v1",
     "inference_response": "twin.inference.response.v1",
     "chunks": "twin.chunks.v1",
+    "model_batch": "twin.model.batch.v1",
     "split_tick": "twin.split.tick.v1",
     "split_request": "twin.split.request.v1",
     "split_response": "twin.split.response.v1",
@@ -36,6 +37,8 @@ PROTOCOL_SCHEMA_IDS: dict[str, str] = {
     "diagnosis_policy": "twin.diagnosis.policy.v1",
     "food_ledger": "twin.food.ledger.v1",
     "food_plan": "twin.food.plan.v1",
+    "food_forecast_tick": "twin.food.forecast.tick.v1",
+    "food_forecast_request": "twin.food.forecast.request.v1",
 }
 """The device protocol's JSON messages (``docs/device-protocol.md``): message type → ``schema``."""
 

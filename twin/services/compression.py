@@ -6,8 +6,14 @@ zero) and weight **quantisation** (32-bit floats, or symmetric per-tensor int8: 
 ``s = max|w| / 127``; the model then runs on the dequantised ``q · s``). Each variant's **accuracy is
 measured** by the caller's evaluation of those parameters — nothing is assumed about the loss.
 
-Its **size** is what must be stored and sent: a sparse matrix is a presence bitmask plus its non-zero
-values when that is smaller than dense; each int8 tensor carries its 32-bit scale; biases stay 32-bit.
+Its **wire form** (:func:`to_wire`) is what is stored and sent: each weight matrix dense, or — when that
+is smaller — a presence bitmask (``{name}::mask``, uint8, bit ``i % 8`` of byte ``i // 8`` for entry ``i``
+in row-major order) plus its non-zero values (``{name}::values``); int8 values carry their 32-bit scale
+as ``{name}::scale`` (``{name}::values::scale`` when sparse), as the model codec names it; biases stay
+32-bit. A variant's parameters are what a receiver rebuilds from those tensors as it decodes them
+(:func:`from_wire`; ``transport`` in :func:`make_variants` lets the caller decode them with its real codec),
+and its size is their bits until the caller replaces it with the payload it actually sent.
+
 Its **work** per sample is the dense FLOPs times the weights' density (sparse kernels are assumed to skip
 zeros), and int8 arithmetic runs ``int8_speedup`` times faster at ``int8_energy_ratio`` of the energy
 per operation — both assumptions of this module (integer MACs cost several times less energy than
@@ -110,41 +116,138 @@ def prune_magnitude(params: Mapping[str, torch.Tensor], sparsity: float) -> Para
     return out
 
 
+def _int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-tensor int8 of ``tensor``: ``q = round(w / s)``, ``s = max|w| / 127`` (fp32, shape 1)."""
+    t = tensor.detach().to("cpu", torch.float32)
+    peak = t.abs().max() if t.numel() else torch.zeros(())
+    scale = (peak / _INT8_MAX if float(peak) > 0 else torch.ones(())).reshape(1)
+    return torch.clamp(torch.round(t / scale), -_INT8_MAX, _INT8_MAX).to(torch.int8), scale
+
+
 def quantise_int8(params: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Symmetric per-tensor int8 of each weight (biases untouched): the int8 tensors and their scales."""
     q: dict[str, torch.Tensor] = {}
     scales: dict[str, float] = {}
     for name, tensor in params.items():
-        if not is_weight(name, tensor):
-            continue
-        peak = float(tensor.abs().max())
-        scale = peak / _INT8_MAX if peak > 0 else 1.0
-        q[name] = torch.clamp(torch.round(tensor / scale), -_INT8_MAX, _INT8_MAX).to(torch.int8)
-        scales[name] = scale
+        if is_weight(name, tensor):
+            q[name], scale = _int8(tensor)
+            scales[name] = float(scale)
     return q, scales
 
 
-def dequantise(
-    params: Mapping[str, torch.Tensor], q: Mapping[str, torch.Tensor], scales: Mapping[str, float]
-) -> Params:
-    """The float parameters a device computes with: ``q · s`` for quantised weights, the rest as is."""
-    return {
-        name: (q[name].to(torch.float32) * scales[name]) if name in q else tensor.detach().clone()
-        for name, tensor in params.items()
-    }
+MASK_SUFFIX = "::mask"
+"""A sparse weight's presence bitmask travels as ``{name}::mask`` (uint8, little-endian bit order)."""
+VALUES_SUFFIX = "::values"
+"""A sparse weight's non-zero values travel as ``{name}::values`` (row-major order)."""
+SCALE_SUFFIX = "::scale"
+"""An int8 tensor's scale travels beside it as ``{tensor}::scale`` (the model codec's convention)."""
+
+
+def _pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """A flat bool tensor as bytes: bit ``i % 8`` (least significant first) of byte ``i // 8``."""
+    padded = torch.cat([mask, mask.new_zeros((-mask.numel()) % 8)]).reshape(-1, 8).to(torch.int32)
+    return (padded << torch.arange(8, dtype=torch.int32)).sum(dim=1).to(torch.uint8)
+
+
+def _unpack_bits(packed: torch.Tensor) -> torch.Tensor:
+    """The flat bool tensor :func:`_pack_bits` packed (its padding included)."""
+    bits = (packed.to(torch.int32).reshape(-1, 1) >> torch.arange(8, dtype=torch.int32)) & 1
+    return bits.reshape(-1).bool()
+
+
+def to_wire(params: Mapping[str, torch.Tensor], weight_bits: int) -> dict[str, torch.Tensor]:
+    """The tensors that carry ``params`` with ``weight_bits``-bit weights (see the module docstring).
+
+    Each weight travels dense or as bitmask + non-zero values, whichever has fewer bytes; int8 weights
+    with their scale; biases as 32-bit floats.
+    """
+    if weight_bits not in (FLOAT_BITS, INT8_BITS):
+        raise ValueError(f"weight_bits must be 32 or 8, got {weight_bits}")
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in params.items():
+        t = tensor.detach().to("cpu", torch.float32).contiguous()
+        if not is_weight(name, t):
+            out[name] = t
+            continue
+        values, scale = _int8(t) if weight_bits == INT8_BITS else (t, None)
+        flat = values.reshape(-1)
+        present = flat != 0
+        width = weight_bits // 8
+        if math.ceil(flat.numel() / 8) + width * int(present.sum()) < width * flat.numel():
+            out[name + MASK_SUFFIX] = _pack_bits(present)
+            out[name + VALUES_SUFFIX] = flat[present].clone()
+            stem = name + VALUES_SUFFIX
+        else:
+            out[name] = values
+            stem = name
+        if scale is not None:
+            out[stem + SCALE_SUFFIX] = scale
+    return out
+
+
+def wire_bits(wire: Mapping[str, torch.Tensor]) -> int:
+    """Bits of the wire tensors themselves (a payload adds its container's header)."""
+    return sum(8 * t.numel() * t.element_size() for t in wire.values())
+
+
+def received(wire: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The wire tensors as a receiver decodes them: int8 × its scale, the rest as 32-bit floats.
+
+    The model codec (``broker.codec.decode_model``) does exactly this; use it where the bytes travel.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in wire.items():
+        if name.endswith(SCALE_SUFFIX):
+            continue
+        if tensor.dtype == torch.int8:
+            out[name] = tensor.to(torch.float32) * wire[name + SCALE_SUFFIX].to(torch.float32).reshape(())
+        else:
+            out[name] = tensor.to(torch.float32)
+    return out
+
+
+def from_wire(tensors: Mapping[str, torch.Tensor], template: Mapping[str, torch.Tensor]) -> Params:
+    """The dense parameters a receiver computes with, from the tensors it decoded (see :func:`received`).
+
+    ``template`` names every parameter and its shape. Raises ``ValueError`` (naming the tensor) for a
+    missing, unexpected or misshapen tensor, a bitmask that is not bytes or whose set bits (padding
+    included) do not match the non-zero values.
+    """
+    out: Params = {}
+    used: set[str] = set()
+    for name, ref in template.items():
+        shape = tuple(ref.shape)
+        n = math.prod(shape)
+        if name in tensors:
+            if tuple(tensors[name].shape) != shape:
+                raise ValueError(f"tensor {name!r} has shape {tuple(tensors[name].shape)}, not {shape}")
+            out[name] = tensors[name].to(torch.float32).clone()
+            used.add(name)
+            continue
+        mask_name, values_name = name + MASK_SUFFIX, name + VALUES_SUFFIX
+        if mask_name not in tensors or values_name not in tensors:
+            raise ValueError(f"no tensor carries {name!r}")
+        mask, values = tensors[mask_name].reshape(-1).to(torch.float64), tensors[values_name]
+        if mask.numel() != math.ceil(n / 8) or values.dim() != 1:
+            raise ValueError(f"sparse {name!r}: {mask.numel()} mask bytes for {n} entries")
+        if not bool(((mask == mask.round()) & (mask >= 0) & (mask <= 255)).all()):
+            raise ValueError(f"sparse {name!r}: its mask is not bytes")
+        present = _unpack_bits(mask.to(torch.uint8))
+        if bool(present[n:].any()) or int(present.sum()) != values.numel():
+            raise ValueError(f"sparse {name!r}: mask bits do not match {values.numel()} values")
+        dense = torch.zeros(n, dtype=torch.float32)
+        dense[present[:n]] = values.to(torch.float32)
+        out[name] = dense.reshape(shape)
+        used |= {mask_name, values_name}
+    extra = sorted(set(tensors) - used)
+    if extra:
+        raise ValueError(f"unexpected tensors {extra[:5]}")
+    return out
 
 
 def encoded_size_bits(params: Mapping[str, torch.Tensor], weight_bits: int) -> int:
-    """Bits to store ``params``: weights dense or bitmask + non-zeros (smaller), scales, 32-bit biases."""
-    total = 0
-    for name, tensor in params.items():
-        if not is_weight(name, tensor):
-            total += FLOAT_BITS * tensor.numel()
-            continue
-        dense = weight_bits * tensor.numel()
-        sparse = tensor.numel() + weight_bits * int(torch.count_nonzero(tensor))
-        total += min(dense, sparse) + (FLOAT_BITS if weight_bits == INT8_BITS else 0)
-    return total
+    """Bits of the wire tensors of ``params`` (:func:`to_wire`): dense or bitmask + non-zeros, scales."""
+    return wire_bits(to_wire(params, weight_bits))
 
 
 def weight_density(params: Mapping[str, torch.Tensor]) -> float:
@@ -162,16 +265,19 @@ class ModelVariant:
     sparsity: float
     weight_bits: int
     params: Params = field(repr=False)
-    """Parameters the device computes with (dequantised where quantised)."""
+    """Parameters the device computes with: what it rebuilds from the wire tensors as it decodes them."""
     size_bits: int
+    """Bits delivered to a device: the wire tensors', or the payload actually sent (the caller's)."""
     flops_per_sample: float
     """Operations per sample (dense FLOPs × weight density)."""
     accuracy: float
-    """Measured on held-out data."""
+    """Measured on held-out data, with :attr:`params`."""
     speedup: float = 1.0
     """How much faster than float32 arithmetic the device runs it."""
     energy_ratio: float = 1.0
     """Energy per operation relative to float32."""
+    wire: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    """The tensors that travel (:func:`to_wire`): int8 and bitmasks as they are, not as floats."""
 
     def inference_s(self, rows: int, compute: ComputeProfile) -> float:
         """Time to score ``rows`` samples on ``compute``: ``O / (F · speedup)``."""
@@ -182,45 +288,48 @@ class ModelVariant:
         return rows * self.flops_per_sample * self.energy_ratio / compute.efficiency_flops_per_j
 
 
+Transport = Callable[[str, Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
+"""(variant name, wire tensors) → the tensors as a receiver decodes them from the bytes that travel."""
+
+
 def make_variants(
     params: Mapping[str, torch.Tensor],
     *,
     flops_per_sample: float,
     evaluate: Callable[[Params], float],
     config: CompressionConfig,
+    transport: Transport | None = None,
 ) -> tuple[ModelVariant, ...]:
     """Every pruning × precision variant of ``params``, accuracy measured, the original first.
 
-    Variants losing more than ``config.max_accuracy_loss`` against the original are left out.
+    Each variant's parameters are rebuilt (:func:`from_wire`) from its wire tensors as ``transport``
+    decodes them — the caller's codec; by default :func:`received`, what the model codec does — so the
+    accuracy measured is that of the model a device computes with. Variants losing more than
+    ``config.max_accuracy_loss`` against the original are left out.
     """
+    decode = transport if transport is not None else lambda _name, wire: received(wire)
+    template = {k: v.detach() for k, v in params.items()}
     variants: list[ModelVariant] = []
     for sparsity in sorted(set(config.sparsities)):
         pruned = prune_magnitude(params, sparsity)
         density = weight_density(pruned)
         for bits in sorted(set(config.weight_bits), reverse=True):
-            if bits == INT8_BITS:
-                q, scales = quantise_int8(pruned)
-                used, speedup, ratio = (
-                    dequantise(pruned, q, scales),
-                    config.int8_speedup,
-                    config.int8_energy_ratio,
-                )
-            else:
-                used, speedup, ratio = pruned, 1.0, 1.0
-            name = ("fp32" if bits == FLOAT_BITS else "int8") + (
-                f"-pruned{round(100 * sparsity)}" if sparsity else ""
-            )
+            int8 = bits == INT8_BITS
+            name = ("int8" if int8 else "fp32") + (f"-pruned{round(100 * sparsity)}" if sparsity else "")
+            wire = to_wire(pruned, bits)
+            used = from_wire(decode(name, wire), template)
             variants.append(
                 ModelVariant(
                     name=name,
                     sparsity=sparsity,
                     weight_bits=bits,
                     params=used,
-                    size_bits=encoded_size_bits(pruned, bits),
+                    size_bits=wire_bits(wire),
                     flops_per_sample=flops_per_sample * density,
                     accuracy=float(evaluate(used)),
-                    speedup=speedup,
-                    energy_ratio=ratio,
+                    speedup=config.int8_speedup if int8 else 1.0,
+                    energy_ratio=config.int8_energy_ratio if int8 else 1.0,
+                    wire=wire,
                 )
             )
     original = next((v for v in variants if v.sparsity == 0 and v.weight_bits == FLOAT_BITS), variants[0])

@@ -16,7 +16,8 @@ every round (FedAvg), ``--rounds`` (6) rounds.
   steps still run; the two-stage inference service and telemetry are off, as Flower has neither).
   ``whole-*``: the whole twin, inference ticks (2 a round) and telemetry (1 pass a round) as well.
 - **Floor**: one :func:`twin.learning.cohort.train_cohort` of all clients on that workload, in this
-  process — the local training every round needs, without any exchange.
+  process, on one torch thread as a device host trains — the local training every round needs,
+  without any exchange.
 
 Per-round time = wall-clock between the ends of consecutive rounds (Flower: ``aggregate_fit``
 returning; the twin: the round's KPI row), so round 1 (start-up, warm-up) is never counted; a run of
@@ -137,9 +138,14 @@ def local_floor(args: argparse.Namespace) -> float:
         batch_size=args.batch,
         rngs=[np.random.default_rng(i) for i in range(args.clients)],
     )
-    started = time.perf_counter()
-    train_cohort(net, params, data, schedule, lr=args.lr)
-    return time.perf_counter() - started
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a device host trains (and as a run computes)
+    try:
+        started = time.perf_counter()
+        train_cohort(net, params, data, schedule, lr=args.lr)
+        return time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- Flower (runs in a child process: ``--flower-worker``) -------------------------------------------

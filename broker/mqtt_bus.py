@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -106,6 +107,7 @@ class MqttBus:
                 self._refusal = str(reason)
                 self._answered.set()
             return
+        _no_delay(client)
         with self._lock:
             filters = list(self._filters)
             if self._ever_connected:
@@ -198,3 +200,16 @@ class MqttBus:
                 self._said_goodbye.wait(timeout_s)
         finally:
             self._client.loop_stop()
+
+
+def _no_delay(client: mqtt.Client) -> None:
+    """Send each MQTT packet at once (``TCP_NODELAY``); paho leaves Nagle's algorithm on.
+
+    With Nagle on, a small packet waits for the ACK of the previous one, which the peer delays by up to
+    40 ms: measured against the embedded broker, a message to ourselves took 44 ms instead of 0.5 ms,
+    and every barrier of a round (plan → update, tick → batch → answer) paid it.
+    """
+    sock = client.socket()
+    if isinstance(sock, socket.socket):  # an ssl.SSLSocket is one too
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -176,9 +176,19 @@ class RunSession:
         self.workers: WorkerPool | None = None
         self.signer = RunSigner()  # signs the meta and statuses (and the last will): twin watch trusts those
         self._handle: BusHandle | None = None
+        self._torch_threads = 0  # torch's intra-op threads before open() (restored by close())
 
     def open(self) -> TwinModel:
-        """Connect the bus (last will: ``aborted``), build the world, announce the run."""
+        """Connect the bus (last will: ``aborted``), build the world, announce the run.
+
+        The run keeps torch to one intra-op thread until :meth:`close`: its tensors are small (a few
+        thousand rows at most), and it shares the cores with the broker and the device hosts, where
+        threads that spin-wait for a busy core made a forward pass 3–10× slower (docs/performance.md).
+        """
+        import torch
+
+        self._torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         topics = Topics(self.run_id)
         self._handle = open_bus(
             self.options.broker,
@@ -270,6 +280,11 @@ class RunSession:
 
         ``keep_metrics``: leave ``/metrics`` serving the final values (handed over in the result).
         """
+        if self._torch_threads:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+            self._torch_threads = 0
         if status is not None:
             self.status, self.error = status, error
         elif self.status == "running":

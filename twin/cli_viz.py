@@ -114,6 +114,7 @@ def viz(
     env = {**os.environ, **settings.to_env()}
     env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "false")
     env.setdefault("SOLARA_KERNEL_CULL_TIMEOUT", KERNEL_CULL_TIMEOUT)
+    env.setdefault("REACTON_FAST", "1")  # re-render only what changed (as twin.viz.app sets it too)
     command = solara_command(host=host, port=port, open_browser=open_browser)
     server = subprocess.Popen(command, env=env)
     try:

@@ -8,7 +8,7 @@ import ipyvuetify as v
 import ipywidgets
 import pytest
 import solara
-from viz_helpers import RunThreads, agent_scenarios, small_overrides
+from viz_helpers import RunThreads, agent_scenarios, click, html, image, small_overrides, texts, widgets
 
 from twin.errors import ConfigError
 from twin.viz import app
@@ -27,47 +27,6 @@ def page(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Ite
     _, rc = solara.render(solara.AppLayout(children=[app.Page()]), handle_error=False)
     yield rc
     rc.close()
-
-
-def widgets(rc: Any) -> Iterator[ipywidgets.Widget]:
-    """Every widget on the page, the main area and the sidebar (which reacton's finder does not reach)."""
-    seen: set[int] = set()
-    todo: list[Any] = [rc.container]
-    while todo:
-        widget = todo.pop()
-        if not isinstance(widget, ipywidgets.Widget) or id(widget) in seen:
-            continue
-        seen.add(id(widget))
-        yield widget
-        children = getattr(widget, "children", None)
-        todo += list(children) if isinstance(children, list | tuple) else [children]
-        todo += [s.get("children") for s in getattr(widget, "v_slots", None) or []]
-
-
-def texts(rc: Any) -> str:
-    """Every text shown on the page (text children of its widgets)."""
-    found = [getattr(w, "children", None) for w in widgets(rc)]
-    return "\n".join(
-        c for children in found if isinstance(children, list) for c in children if isinstance(c, str)
-    )
-
-
-def html(rc: Any) -> str:
-    """Every piece of raw HTML on the page."""
-    return " ".join(str(w.unsafe_innerHTML) for w in widgets(rc) if getattr(w, "unsafe_innerHTML", ""))
-
-
-def image(rc: Any, css_class: str) -> bytes:
-    """The PNG shown in the element with ``css_class``."""
-    (holder,) = [w for w in widgets(rc) if css_class in str(getattr(w, "class_", "")).split()]
-    (shown,) = [w for w in _below(holder) if isinstance(w, ipywidgets.Image)]
-    return bytes(shown.value)
-
-
-def _below(widget: Any) -> Iterator[Any]:
-    yield widget
-    for child in getattr(widget, "children", None) or []:
-        yield from _below(child)
 
 
 def broker_port(rc: Any) -> int:
@@ -93,11 +52,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def click(rc: Any, label: str) -> None:
-    (button,) = [w for w in widgets(rc) if isinstance(w, v.Btn) and w.children == [label]]
-    button.click()
 
 
 def test_launch_settings_round_trip() -> None:
@@ -169,7 +123,7 @@ def test_a_bad_setting_shows_on_reset(page: Any, run_threads: RunThreads) -> Non
     """A setting typed in "More settings" that does not validate is shown on Reset; nothing keeps running."""
     # Prepare
     inputs = [w for w in widgets(page) if isinstance(w, v.TextField)]
-    (field,) = [w for w in inputs if w.label.startswith("More settings")]
+    (field,) = [w for w in inputs if (w.label or "").startswith("More settings")]
     field.v_model = "fl.rounds=many"
     field.fire_event("focusout", None)
     # Execute

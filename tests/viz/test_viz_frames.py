@@ -52,3 +52,24 @@ def test_slow_frames_wait_at_most_the_cap() -> None:
     assert gate.admit("c") == 2
     with pytest.raises(ValueError, match="share"):
         FrameGate(share=0.0)
+
+
+def test_frames_wait_a_minimum_interval_counted_again_after_a_restart() -> None:
+    """However cheap a frame, the next begins ``min_interval_s`` later; ``restart`` counts that from now."""
+    # Prepare
+    clock = Clock()
+    gate = FrameGate(share=0.5, clock=clock, min_interval_s=2.0, max_wait_s=10.0)
+    assert gate.admit(1) == 1
+    gate.timed(lambda: clock.spend(0.1))  # 0.2 s at a 50 % share: the interval decides
+    clock.spend(1.0)
+    # Execute
+    held, due = gate.admit(2), gate.due_in()
+    clock.spend(1.0)
+    drawn = gate.admit(3)
+    clock.spend(5.0)
+    gate.restart()  # updates resume after a pause
+    after_restart, due_after_restart = gate.admit(4), gate.due_in()
+    forced = gate.admit(5, force=True)
+    # Assert
+    assert held == 1 and due == pytest.approx(0.9) and drawn == 2
+    assert after_restart == 2 and due_after_restart == pytest.approx(2.0) and forced == 3

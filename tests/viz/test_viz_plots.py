@@ -1,14 +1,17 @@
+import io
 import math
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 from viz_helpers import small_overrides
 
 from twin.viz.live import LiveScenario
 from twin.viz.plots import (
     PLOTS,
+    PlotCanvas,
     accuracy_figure,
     coverage_figure,
     data_version,
@@ -190,3 +193,35 @@ def test_every_plot_shares_the_time_axis(live: LiveScenario) -> None:
     assert all(ax.get_xlim() == (0.0, end) for ax in axes)
     assert all(ax.get_xlim() == (0.0, 10.0) for ax in before)
     assert {ax.get_xlabel() for ax in axes + before} == {"simulated time (s)"}
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
+
+
+def test_plot_canvas_draws_the_picture_savefig_draws(
+    live: LiveScenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawing only the data lines and legend on kept axes gives the same picture as drawing it all, step
+    after step; the axes are drawn again only when they change."""
+    # Prepare
+    backgrounds: list[str] = []
+    draw_background = PlotCanvas._draw_background
+
+    def counted(canvas: PlotCanvas, figure: object, key: object) -> None:
+        backgrounds.append(figure.axes[0].get_title())  # type: ignore[attr-defined]
+        draw_background(canvas, figure, key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PlotCanvas, "_draw_background", counted)
+    canvases = {name: PlotCanvas() for name in PLOTS}
+    differing: list[float] = []
+    # Execute
+    for _ in range(4):
+        live.step()
+        for name, build in PLOTS.items():
+            kept, full = _pixels(canvases[name].png(build(live))), _pixels(figure_png(build(live)))
+            assert kept.shape == full.shape
+            differing.append(float((np.abs(kept - full).sum(axis=2) > 30).mean()))
+    # Assert
+    assert max(differing) < 1e-3  # a few pixels where a line and the legend overlap in another order
+    assert backgrounds.count("Energy and CO2") < 4  # drawn every step, its axes only when they change

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
+
+import ipyvuetify as v
+import ipywidgets
 
 from twin.config import flatten
 from usecases import registry
@@ -73,3 +78,50 @@ class RunThreads:
         while self() and time.monotonic() < deadline:
             time.sleep(0.05)
         return self()
+
+
+# ---- the page rendered headlessly (solara.render): its widgets ----------------------------------------
+def widgets(rc: Any) -> Iterator[ipywidgets.Widget]:
+    """Every widget on the page, the main area and the sidebar (which reacton's finder does not reach)."""
+    seen: set[int] = set()
+    todo: list[Any] = [rc.container]
+    while todo:
+        widget = todo.pop()
+        if not isinstance(widget, ipywidgets.Widget) or id(widget) in seen:
+            continue
+        seen.add(id(widget))
+        yield widget
+        children = getattr(widget, "children", None)
+        todo += list(children) if isinstance(children, list | tuple) else [children]
+        todo += [s.get("children") for s in getattr(widget, "v_slots", None) or []]
+
+
+def texts(rc: Any) -> str:
+    """Every text shown on the page (text children of its widgets)."""
+    found = [getattr(w, "children", None) for w in widgets(rc)]
+    return "\n".join(
+        c for children in found if isinstance(children, list) for c in children if isinstance(c, str)
+    )
+
+
+def html(rc: Any) -> str:
+    """Every piece of raw HTML on the page."""
+    return " ".join(str(w.unsafe_innerHTML) for w in widgets(rc) if getattr(w, "unsafe_innerHTML", ""))
+
+
+def image(rc: Any, css_class: str) -> bytes:
+    """The PNG shown in the element with ``css_class``."""
+    (holder,) = [w for w in widgets(rc) if css_class in str(getattr(w, "class_", "")).split()]
+    (shown,) = [w for w in _below(holder) if isinstance(w, ipywidgets.Image)]
+    return bytes(shown.value)
+
+
+def _below(widget: Any) -> Iterator[Any]:
+    yield widget
+    for child in getattr(widget, "children", None) or []:
+        yield from _below(child)
+
+
+def click(rc: Any, label: str) -> None:
+    (button,) = [w for w in widgets(rc) if isinstance(w, v.Btn) and w.children == [label]]
+    button.click()

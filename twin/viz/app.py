@@ -10,32 +10,37 @@ An agent scenario runs in Mesa's :func:`~mesa.visualization.SolaraViz` (controls
 step, reset) around a :class:`~twin.viz.live.LiveScenario`; each browser tab has its own run, closed
 when the tab closes or Reset replaces it. SolaraViz's own component grid (``GridDraggable``) loads a
 Vue 2 library that fails in Solara's Vue 3 front end, so the map and plots are laid out by
-:func:`Dashboard` beside SolaraViz rather than passed to it. The text panels follow every update; the
-map and the plots redraw on the frames a :class:`~twin.viz.frames.FrameGate` admits, so that drawing
-does not slow the run down. A calculation scenario shows :func:`~twin.viz.calculation.CalculationPage`.
+:func:`Dashboard` beside SolaraViz rather than passed to it. What they show comes from a
+:class:`~twin.viz.feed.LiveFeed`: the status follows every update, and the map and the plots are
+redrawn by a thread of their own when their :class:`~twin.viz.frames.FrameGate` admits a frame (or the
+steps pause), so that drawing does not slow the run down; each panel re-renders only when what it shows
+has changed. A calculation scenario shows :func:`~twin.viz.calculation.CalculationPage`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+# Reacton's renderer that walks only the components whose state changed (opt-in, REACTON_FAST=1); the
+# default one walks and reconciles the whole page, sidebar included, on every update (tens of ms a step).
+# REACTON_FAST=0 in the environment keeps the default one.
+os.environ.setdefault("REACTON_FAST", "1")
+
 import solara
 from mesa.visualization import SolaraViz
-from mesa.visualization.utils import update_counter
 
 from twin.errors import ConfigError, TwinError
 from twin.runner import resolve_config
 from twin.viz.calculation import CalculationPage
-from twin.viz.frames import FrameGate
+from twin.viz.feed import LiveFeed
 from twin.viz.live import LiveScenario
-from twin.viz.map import CoverageMapRenderer, MapView
-from twin.viz.panels import PAGE_CSS, QoaisPanel, RunStatus
+from twin.viz.map import CoverageMapRenderer, MapImage
+from twin.viz.panels import PAGE_CSS, QoaisCard, RunStatus
 from twin.viz.params import model_params, parse_seed
-from twin.viz.plots import LivePlot
+from twin.viz.plots import PlotImage
 from twin.viz.replay import ReplayPage, ReplayRun, load_replay
 from usecases import registry
 from usecases.registry import CalculationScenario, Scenario
@@ -94,37 +99,27 @@ class LaunchSettings:
 
 
 @solara.component
-def Dashboard(model: LiveScenario, renderer: CoverageMapRenderer, gate: FrameGate) -> None:
+def Dashboard(model: LiveScenario, renderer: CoverageMapRenderer) -> None:
     """The map (Mesa's space renderer) beside the run and QoAIS panels, the four KPI plots below.
 
-    An update that ``gate`` holds back is drawn later by a thread, unless a newer update comes first.
-    That thread redraws through this component's own state, never Mesa's ``force_update()``: the
-    shared counter's ``+= 1`` is not atomic, so a redraw racing a Step could swallow the Step's
-    update (the status would then lag a step behind until the next one).
+    What they show comes from a :class:`~twin.viz.feed.LiveFeed`: this component renders once per run,
+    and each panel renders again only when what it shows has changed.
     """
-    update = update_counter.get()
-    redrawn, set_redrawn = solara.use_state(-1)
-    frame = gate.admit((update, redrawn))
-
-    def draw_held_update(cancel: threading.Event) -> None:
-        wait = gate.due_in()
-        if wait is not None and not cancel.wait(wait):
-            set_redrawn(update)
-
-    solara.use_thread(draw_held_update, dependencies=[gate, update, redrawn], intrusive_cancel=False)
+    feed = solara.use_memo(lambda: LiveFeed(model, renderer), dependencies=[model, renderer])
+    solara.use_effect(feed.follow, dependencies=[feed])
     solara.Style(PAGE_CSS)
     with solara.Columns([7, 5]):
         with solara.Column(classes=["twin-map"], style={"min-width": "0"}):
-            MapView(renderer, frame, gate)
+            MapImage(feed.map_png)
         with solara.Column():
-            RunStatus(model)
-            QoaisPanel(model)
+            RunStatus(feed.status)
+            QoaisCard(feed.qoais)
     with solara.Columns([1, 1]):
-        LivePlot(model, "accuracy", frame, gate)
-        LivePlot(model, "latency", frame, gate)
+        PlotImage("accuracy", feed.plots["accuracy"])
+        PlotImage("latency", feed.plots["latency"])
     with solara.Columns([1, 1]):
-        LivePlot(model, "energy", frame, gate)
-        LivePlot(model, "coverage", frame, gate)
+        PlotImage("energy", feed.plots["energy"])
+        PlotImage("coverage", feed.plots["coverage"])
 
 
 @solara.component
@@ -134,14 +129,13 @@ def AgentPage(settings: LaunchSettings) -> None:
     first = solara.use_memo(lambda: _new_model(params), dependencies=[params])
     model: solara.Reactive[LiveScenario] = solara.use_reactive(first)
     renderer = solara.use_memo(lambda: CoverageMapRenderer(model.value), dependencies=[model.value])
-    gate = solara.use_memo(FrameGate, dependencies=[model.value])
 
     def close_when_replaced() -> Callable[[], None]:
         return model.value.close
 
     solara.use_effect(close_when_replaced, dependencies=[model.value])
     SolaraViz(model, components=[], model_params=params, name=f"aiaas-twin · {settings.scenario}")
-    Dashboard(model.value, renderer, gate)
+    Dashboard(model.value, renderer)
 
 
 @solara.component

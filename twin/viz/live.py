@@ -76,6 +76,8 @@ class LiveScenario(Model):
         self.twin: TwinModel | None = None
         self.error: str | None = None
         self.samples: list[Sample] = []
+        self.lock = threading.RLock()
+        """Held while the run steps: the page holds it to read a consistent state from another thread."""
         self._flags = threading.Lock()
         self._stepping = False
         self._closing = False
@@ -137,8 +139,9 @@ class LiveScenario(Model):
                 return
             self._stepping = True
         try:
-            session.step()
-            self._sample()
+            with self.lock:
+                session.step()
+                self._sample()
             self.running = not session.done
         finally:
             with self._flags:

@@ -35,6 +35,7 @@ from PIL import Image
 
 from twin.progress import run_progress
 from twin.viz.features import draw_features, feature_handles
+from twin.viz.frames import reading
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
@@ -201,20 +202,22 @@ class CoverageMapRenderer(SpaceRenderer):
         for artist in self._moving:
             artist.remove()
         self._moving = []
-        key = self.structure_key()
-        if self._agg is None or key != self._background_key:
-            self._draw_background(key)
+        with reading(self.live):  # a live run may be stepping in another thread
+            key = self.structure_key()
+            if self._agg is None or key != self._background_key:
+                self._draw_background(key)
+            if self.live.twin is not None:
+                before = set(ax.get_children())
+                draw_serving_links(ax, self.live)
+                draw_server_queues(ax, self.live)
+                self.draw_agents()
+                self._moving = [a for a in ax.get_children() if a not in before]
+            title = self.title()
         assert self._agg is not None
         self._agg.restore_region(self._background)
-        if self.live.twin is not None:
-            before = set(ax.get_children())
-            draw_serving_links(ax, self.live)
-            draw_server_queues(ax, self.live)
-            self.draw_agents()
-            self._moving = [a for a in ax.get_children() if a not in before]
         for artist in sorted(self._moving, key=lambda a: a.get_zorder()):
             artist.draw(self._agg)
-        ax.title.set_text(self.title())
+        ax.title.set_text(title)
         ax.title.set_alpha(None)
         ax.title.draw(self._agg)
         width, height = self._agg.get_canvas_width_height()
@@ -247,6 +250,12 @@ def MapView(renderer: CoverageMapRenderer, frame: int, gate: FrameGate) -> None:
     layer = coverage_layer.value
     png = solara.use_memo(lambda: gate.timed(renderer.frame_png), dependencies=[renderer, frame, layer])
     rw.Image(value=png, format="png")
+
+
+@solara.component
+def MapImage(png: solara.Reactive[bytes]) -> None:
+    """The map as drawn elsewhere (a live page's feed): re-rendered only when ``png`` changes."""
+    rw.Image(value=png.value, format="png")
 
 
 def draw_coverage_layer(ax: Axes, cax: Axes, live: ShownRun, layer: CoverageLayer) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import html
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import solara
-from mesa.visualization.utils import force_update, update_counter
 
 from twin.progress import run_progress
 from twin.qoais import Indicator, ServiceReport
-from twin.viz.map import LAYERS, CoverageLayer, coverage_layer
+from twin.viz.map import LAYERS, coverage_layer
 from twin.viz.plots import data_version
 
 if TYPE_CHECKING:
@@ -91,15 +91,21 @@ PAGE_CSS = """
 
 @solara.component
 def QoaisPanel(model: ShownRun) -> None:
-    """The QoAIS of every service so far, against the targets of the scenario's config."""
-    update_counter.get()
+    """The QoAIS of every service so far, against the targets of the scenario's config (a replay's)."""
     version = data_version(model, "qoais")
     running = model.status == "running"
     content = solara.use_memo(
         lambda: qoais_html(model.qoais_reports(), running=running), dependencies=[model, version, running]
     )
+    QoaisCard(content)
+
+
+@solara.component
+def QoaisCard(content: str | solara.Reactive[str]) -> None:
+    """The QoAIS panel showing ``content`` (:func:`qoais_html`); a reactive one re-renders it on a change."""
+    shown = content.value if isinstance(content, solara.Reactive) else content
     with solara.Card("QoAIS", classes=["twin-qoais"]):
-        solara.HTML(tag="div", unsafe_innerHTML=content)
+        solara.HTML(tag="div", unsafe_innerHTML=shown)
 
 
 def status_lines(model: LiveScenario) -> list[str]:
@@ -125,22 +131,51 @@ def status_lines(model: LiveScenario) -> list[str]:
 
 
 @solara.component
-def RunStatus(model: LiveScenario) -> None:
+def RunStatus(status: solara.Reactive[StatusView]) -> None:
     """The run's status, its error if it could not start, and the map's coverage layer."""
-    update_counter.get()
     with solara.Card("Run", classes=["twin-status"]):
-        if model.error is not None:
-            solara.Error(f"Could not start: {model.error} — fix the parameter and press Reset.")
-        elif model.session is not None and model.session.error:
-            solara.Warning(f"Run {model.status}: {model.session.error}")
-        for line in status_lines(model):
+        StatusLines(status)
+        LayerChoice()
+
+
+@solara.component
+def StatusLines(status: solara.Reactive[StatusView]) -> None:
+    """The Run panel's lines (and notice), re-rendered when they change: with every step."""
+    shown = status.value
+    with solara.Column(gap="0px"):
+        if shown.notice is not None:
+            kind, text = shown.notice
+            (solara.Error if kind == "error" else solara.Warning)(text)
+        for line in shown.lines:
             solara.Text(line, style={"display": "block", "font-size": "90%"})
 
-        def choose(layer: CoverageLayer) -> None:
-            coverage_layer.set(layer)
-            force_update()
 
+@solara.component
+def LayerChoice() -> None:
+    """The map's coverage layer: buttons, and what the chosen one shows (beside them)."""
+    with solara.Div():
         solara.ToggleButtonsSingle(
-            value=coverage_layer.value, on_value=choose, values=list(LAYERS), classes=["twin-layer"]
+            value=coverage_layer.value,
+            on_value=coverage_layer.set,
+            values=list(LAYERS),
+            classes=["twin-layer"],
         )
         solara.Text(f"map layer: {LAYERS[coverage_layer.value]}", style={"font-size": "80%", "color": "#555"})
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    """What the Run panel says: a notice (``error`` or ``warning`` and its text), if any, and the lines."""
+
+    notice: tuple[str, str] | None
+    lines: tuple[str, ...]
+
+
+def status_view(model: LiveScenario) -> StatusView:
+    """The Run panel's content for ``model`` now."""
+    notice = None
+    if model.error is not None:
+        notice = ("error", f"Could not start: {model.error} — fix the parameter and press Reset.")
+    elif model.session is not None and model.session.error:
+        notice = ("warning", f"Run {model.status}: {model.session.error}")
+    return StatusView(notice, tuple(status_lines(model)))

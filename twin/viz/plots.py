@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import reacton.ipywidgets as rw
 import solara
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
+from PIL import Image
 
 from twin.kpi import co2_kg
 
@@ -41,9 +46,17 @@ def time_axis_end(time_s: float) -> float:
     The first round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k, at least 10 s) at or after
     ``time_s``, so that the axis grows in steps rather than every second.
     """
-    time_s = max(float(time_s), 10.0)
-    decade = 10.0 ** math.floor(math.log10(time_s))
-    return next(decade * m for m in _NICE_ENDS if decade * m >= time_s * (1 - 1e-12))
+    return axis_end(time_s, 10.0)
+
+
+def axis_end(value: float, least: float) -> float:
+    """The first round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k) at or after ``value`` and ``least``.
+
+    An axis ending there grows in steps rather than with every new value.
+    """
+    value = max(float(value), least)
+    decade = 10.0 ** math.floor(math.log10(value))
+    return next(decade * m for m in _NICE_ENDS if decade * m >= value * (1 - 1e-12))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,19 @@ def inference_series(service: Any) -> TickSeries | None:
     return TickSeries(
         str(service.service), np.array(starts), np.array(accuracy), np.array(mean_s), np.array(p95_s)
     )
+
+
+DATA_GID = "twin-data"
+"""The ``gid`` of a plot's data lines: a :class:`PlotCanvas` redraws only these (and the legend) when only
+the data has changed."""
+
+
+def _plot(ax: Axes, *args: Any, **kwargs: Any) -> list[Line2D]:
+    """``ax.plot``, the lines marked as data (:data:`DATA_GID`)."""
+    lines = ax.plot(*args, **kwargs)
+    for line in lines:
+        line.set_gid(DATA_GID)
+    return lines
 
 
 def _new_figure(title: str) -> tuple[Figure, Axes]:
@@ -129,11 +155,12 @@ def accuracy_figure(live: ShownRun) -> Figure:
         t = [r["sim_time_s"] for r in rows]
         accuracy = [r["accuracy"] for r in rows]
         served = [r["service_accuracy"] for r in rows]
-        ax.plot(t, accuracy, "o-", color=TRAINING_COLOUR, ms=3, lw=1, label="model (held-out)")
-        ax.plot(t, served, "s:", color=TRAINING_COLOUR, ms=3, lw=1, label="training service (× reliability)")
+        _plot(ax, t, accuracy, "o-", color=TRAINING_COLOUR, ms=3, lw=1, label="model (held-out)")
+        served_label = "training service (× reliability)"
+        _plot(ax, t, served, "s:", color=TRAINING_COLOUR, ms=3, lw=1, label=served_label)
     for series in services:
         label = f"{series.service} (per tick)"
-        ax.plot(series.time_s, series.service_accuracy, ".-", label=label, **_INFERENCE_STYLE)
+        _plot(ax, series.time_s, series.service_accuracy, ".-", label=label, **_INFERENCE_STYLE)
         target = _target_of(live, series.service, "accuracy")
         if target is not None:
             _target(ax, target, INFERENCE_COLOUR, f"{series.service} target")
@@ -158,13 +185,13 @@ def latency_figure(live: ShownRun) -> Figure:
     if rows:
         latency = [r["round_latency_s"] for r in rows]
         t = [r["sim_time_s"] for r in rows]
-        ax.plot(t, latency, "o-", color=TRAINING_COLOUR, ms=3, lw=1, label="federated round")
+        _plot(ax, t, latency, "o-", color=TRAINING_COLOUR, ms=3, lw=1, label="federated round")
         if live.session is not None:
             _target(ax, live.session.config.qoais.round_latency_s, TRAINING_COLOUR, "round target")
     for series in services:
         name = series.service
-        ax.plot(series.time_s, series.latency_p95_s, ".-", label=f"{name} p95", **_INFERENCE_STYLE)
-        ax.plot(series.time_s, series.latency_mean_s, ":", label=f"{name} mean", **_INFERENCE_STYLE)
+        _plot(ax, series.time_s, series.latency_p95_s, ".-", label=f"{name} p95", **_INFERENCE_STYLE)
+        _plot(ax, series.time_s, series.latency_mean_s, ":", label=f"{name} mean", **_INFERENCE_STYLE)
         target = _target_of(live, name, "latency_s")
         if target is not None:
             _target(ax, target, INFERENCE_COLOUR, f"{name} target")
@@ -200,12 +227,18 @@ def energy_figure(live: ShownRun) -> Figure:
     samples = live.samples
     if samples:
         t = [s.time_s for s in samples]
-        ax.plot(t, [s.energy_j for s in samples], "-", color="#2ca02c", lw=1.4, label="energy, all agents")
+        _plot(ax, t, [s.energy_j for s in samples], "-", color="#2ca02c", lw=1.4, label="energy, all agents")
         rows = _rows(live)
         if rows:
             ends = [r["sim_time_s"] for r in rows]
-            ax.plot(
-                ends, [r["energy_total_j"] for r in rows], "o", color="#2ca02c", ms=3, label="at round end"
+            _plot(
+                ax,
+                ends,
+                [r["energy_total_j"] for r in rows],
+                "o",
+                color="#2ca02c",
+                ms=3,
+                label="at round end",
             )
         ecr = live.twin.carbon.ecr_kg_per_kwh if live.twin is not None else 0.0
         if ecr > 0:
@@ -222,7 +255,9 @@ def energy_figure(live: ShownRun) -> Figure:
             right.tick_params(labelsize=7)
     else:
         _waiting(ax, "not started")
-    ax.set_ylim(bottom=0.0)
+    # a round top that grows in steps, as the time axis does: the axes need redrawing only then
+    most = max((s.energy_j for s in samples), default=0.0)
+    ax.set_ylim(0.0, axis_end(most, 1e-12) if most > 0 else 1.0)
     ax.set_ylabel("energy (J)", fontsize=8)
     _finish(ax, live)
     return figure
@@ -241,7 +276,7 @@ def coverage_figure(live: ShownRun) -> Figure:
         if rows:
             shares = [r["coverage"] for r in rows]
             t = [r["sim_time_s"] for r in rows]
-            ax.plot(t, shares, "o-", color="#9467bd", ms=3, lw=1, label="service coverage")
+            _plot(ax, t, shares, "o-", color="#9467bd", ms=3, lw=1, label="service coverage")
         else:
             _waiting(ax, "no round yet")
         _target(ax, targets.coverage, "#9467bd", "target")
@@ -288,6 +323,93 @@ def figure_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def structure_key(figure: Figure) -> Hashable:
+    """Everything ``figure`` shows except its data lines (:data:`DATA_GID`) and legends.
+
+    Titles, labels, limits, scales, texts, the other lines (targets) with their data, the data lines'
+    labels, and the labels of secondary axes: two figures with the same key differ only in their data.
+    """
+    parts: list[Hashable] = []
+    for ax in figure.axes:
+        lines = tuple(
+            (line.get_label(),)
+            if line.get_gid() == DATA_GID
+            else (line.get_label(), _values(line.get_xdata()), _values(line.get_ydata()))
+            for line in ax.lines
+        )
+        parts.append(
+            (
+                (ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale(), ax.get_yscale()),
+                (tuple(ax.get_xlim()), tuple(ax.get_ylim())),
+                lines,
+                tuple(text.get_text() for text in ax.texts),
+                tuple((child.get_ylabel(), child.get_xlabel()) for child in ax.child_axes),
+            )
+        )
+    return tuple(parts)
+
+
+def _values(data: Any) -> tuple[float, ...]:
+    return tuple(np.asarray(data, dtype=float).ravel().tolist())
+
+
+class PlotCanvas:
+    """Draws the successive figures of one live plot, redrawing only what changed (as in blitting).
+
+    The first figure of a :func:`structure_key` is drawn without its data lines and legends, and those
+    pixels are kept. A later figure with the same key only hands its data to that figure's lines, which
+    are drawn with the legend on the kept pixels: a fraction of drawing the whole figure.
+    """
+
+    def __init__(self) -> None:
+        self._key: Hashable = None
+        self._figure: Figure | None = None
+        self._canvas: FigureCanvasAgg | None = None
+        self._background: Any = None
+
+    def png(self, figure: Figure) -> bytes:
+        """``figure`` as PNG bytes, drawn as described above."""
+        key = structure_key(figure)
+        if self._figure is None or key != self._key:
+            self._draw_background(figure, key)
+        else:
+            for kept, new in zip(_data_lines(self._figure), _data_lines(figure), strict=True):
+                kept.set_data(new.get_xdata(), new.get_ydata())
+        assert self._figure is not None and self._canvas is not None
+        canvas = self._canvas
+        canvas.restore_region(self._background)
+        renderer = canvas.get_renderer()
+        for line in _data_lines(self._figure):
+            line.draw(renderer)
+        for legend in _legends(self._figure):
+            legend.draw(renderer)
+        width, height = canvas.get_width_height(physical=True)
+        image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        buffer = io.BytesIO()
+        image.save(buffer, format="png", compress_level=1)
+        return buffer.getvalue()
+
+    def _draw_background(self, figure: Figure, key: Hashable) -> None:
+        """Draw ``figure`` without its data lines and legends and keep the pixels."""
+        canvas = FigureCanvasAgg(figure)
+        moving: list[Artist] = [*_data_lines(figure), *_legends(figure)]
+        for artist in moving:
+            artist.set_visible(False)
+        canvas.draw()
+        self._background = canvas.copy_from_bbox(figure.bbox)
+        for artist in moving:
+            artist.set_visible(True)
+        self._figure, self._canvas, self._key = figure, canvas, key
+
+
+def _data_lines(figure: Figure) -> list[Line2D]:
+    return [line for ax in figure.axes for line in ax.lines if line.get_gid() == DATA_GID]
+
+
+def _legends(figure: Figure) -> list[Legend]:
+    return [legend for ax in figure.axes if (legend := ax.get_legend()) is not None]
+
+
 @solara.component
 def LivePlot(model: ShownRun, name: str, frame: int, gate: FrameGate) -> None:
     """One of :data:`PLOTS`, redrawn on a new ``frame`` of the page if its data has changed since."""
@@ -298,3 +420,10 @@ def LivePlot(model: ShownRun, name: str, frame: int, gate: FrameGate) -> None:
     )
     with solara.Column(classes=["twin-plot", f"twin-plot-{name}"], style={"min-width": "0"}):
         rw.Image(value=png, format="png")
+
+
+@solara.component
+def PlotImage(name: str, png: solara.Reactive[bytes]) -> None:
+    """Plot ``name`` as drawn elsewhere (a live page's feed): re-rendered only when ``png`` changes."""
+    with solara.Column(classes=["twin-plot", f"twin-plot-{name}"], style={"min-width": "0"}):
+        rw.Image(value=png.value, format="png")

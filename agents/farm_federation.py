@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from broker.json_codec import encode_json
+from agents.network import publish_round_and_wait
 from broker.model_exchange import ReceivedModel, ResendRequest
-from twin.auth import sign_document
 from twin.learning.aggregation import ClientUpdate, Params, weighted_average
 from twin.learning.cohort import evaluate
 from twin.learning.round_plan import ModelSpec, RoundPlan
@@ -180,26 +179,13 @@ class FarmFederation:
             proximal_mu=self.training.proximal_mu,
             model=self.model_spec,
         )
-        plan_topic = model.topics.select(self.service, index)
-        global_topic = model.topics.global_model(self.service, index)
-        plan_bytes = encode_json(sign_document(plan.to_document(), plan_topic, model.keys.sign))
-        model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
-        meta = {"round": index, "service": self.service, "sender": self.agent_id, "sim_time_s": model.time}
-        self._global_bytes = model.exchange.send(global_topic, self.global_params, meta, retain=True)
-
-        def ask_again() -> None:
-            missing = [a for a in expected if a not in self._updates]
-            for agent_id in missing:
-                model.exchange.request_resend(self.service, index, agent_id)
-            if len(missing) == len(expected):  # nobody has trained: the plan or the model may be lost
-                model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
-                model.exchange.resend(global_topic, None)
-
-        model.wait_for(
-            lambda: len(self._updates) == len(expected),
+        self._global_bytes = publish_round_and_wait(
+            model,
+            plan,
+            self.global_params,
+            expected,
+            self._updates,
             what=f"updates of round {index} of {self.service}",
-            progress=lambda: len(self._updates),
-            resend=ask_again,
         )
         model.schedule_event(self.end_round, at=self._round_start_s + self.round_s)
 

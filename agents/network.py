@@ -10,6 +10,7 @@ evaluates; it never does a device's work (``agents/host.py`` does).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -138,27 +139,9 @@ class NetworkAgent(Agent):
             proximal_mu=self.strategy.proximal_mu,
             model=self.model_spec,
         )
-        plan_topic = model.topics.select(self.service, index)
-        global_topic = model.topics.global_model(self.service, index)
-        plan_bytes = encode_json(sign_document(plan.to_document(), plan_topic, model.keys.sign))
-        model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
-        meta = {"round": index, "service": self.service, "sender": self.agent_id, "sim_time_s": model.time}
-        model.exchange.send(global_topic, self.global_params, meta, retain=True)
         expected = [d.agent_id for d in active]
-
-        def ask_again() -> None:
-            missing = [a for a in expected if a not in state.updates]
-            for agent_id in missing:
-                model.exchange.request_resend(self.service, index, agent_id)
-            if len(missing) == len(expected):  # nobody has trained: the plan or the model may be lost
-                model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
-                model.exchange.resend(global_topic, None)
-
-        model.wait_for(
-            lambda: len(state.updates) == len(expected),
-            what=f"updates of round {index}",
-            progress=lambda: len(state.updates),
-            resend=ask_again,
+        publish_round_and_wait(
+            model, plan, self.global_params, expected, state.updates, what=f"updates of round {index}"
         )
         deadline = state.start_s + self.fl.deadline_s
         on_time = [state.arrivals_s[a] for a in expected if state.arrivals_s[a] <= deadline]
@@ -355,6 +338,47 @@ class NetworkAgent(Agent):
             "accuracy": _finite(self.last_accuracy),
             "model_bits": self.model_bits,
         }
+
+
+def publish_round_and_wait(
+    model: TwinModel,
+    plan: RoundPlan,
+    global_params: Params,
+    expected: list[str],
+    received: Mapping[str, object],
+    *,
+    what: str,
+) -> int:
+    """One round's exchange, network side: publish the plan and the global model, wait for the updates.
+
+    The signed plan and the global model go out retained; then the network waits until every
+    ``expected`` device's update is in ``received`` (filled by ``on_model``). Waiting asks the missing
+    devices again; if none has answered, the plan and the global model may be lost and are published
+    again. Returns the global model's payload size in bytes.
+    """
+    service, index = plan.service, plan.round_index
+    plan_topic = model.topics.select(service, index)
+    global_topic = model.topics.global_model(service, index)
+    plan_bytes = encode_json(sign_document(plan.to_document(), plan_topic, model.keys.sign))
+    model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
+    meta = {"round": index, "service": service, "sender": NETWORK, "sim_time_s": model.time}
+    size = model.exchange.send(global_topic, global_params, meta, retain=True)
+
+    def ask_again() -> None:
+        missing = [a for a in expected if a not in received]
+        for agent_id in missing:
+            model.exchange.request_resend(service, index, agent_id)
+        if len(missing) == len(expected):  # nobody has trained: the plan or the model may be lost
+            model.bus.publish(plan_topic, plan_bytes, qos=1, retain=True)
+            model.exchange.resend(global_topic, None)
+
+    model.wait_for(
+        lambda: len(received) == len(expected),
+        what=what,
+        progress=lambda: len(received),
+        resend=ask_again,
+    )
+    return size
 
 
 def _median(values: list[float]) -> float:

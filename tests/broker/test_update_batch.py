@@ -94,11 +94,33 @@ def test_each_row_decodes_to_what_its_own_message_would_carry(wire: str) -> None
     jsonschema.validate(header["__metadata__"], schema_by_id(BATCH_SCHEMA))
 
 
-def test_a_batch_needs_no_chunks_when_rows_fit_one_message() -> None:
-    layout = Layout.of({"w": torch.zeros(64, 64)})  # 16 kB a row in fp32
-    assert rows_per_batch(layout, "fp32", 256 * 1024) == 15
-    assert rows_per_batch(layout, "fp16", 256 * 1024) == 31
-    assert rows_per_batch(layout, "fp32", 4096) == 1  # a row bigger than a message: one per batch
+@pytest.mark.parametrize("wire", ["fp32", "fp16", "int8"])
+def test_a_full_batch_fits_one_message_and_one_more_row_would_not(wire: str) -> None:
+    """``rows_per_batch`` rows (long device ids, real tags) encode within ``chunk_bytes``: no manifest."""
+    template = {"a.w": torch.zeros(64, 64), "b.b": torch.zeros(64)}
+    layout = Layout.of(template)
+    chunk = 256 * 1024
+    n = rows_per_batch(layout, wire, chunk)  # type: ignore[arg-type]
+    g = torch.Generator().manual_seed(0)
+
+    def size(k: int) -> int:
+        agents = [f"device-{i:08d}-of-a-long-fleet" for i in range(k)]
+        return len(
+            encode_update_batch(
+                torch.randn(k, layout.width, generator=g),
+                agents,
+                layout=layout,
+                service=SERVICE,
+                round_index=123456,
+                host="worker-17",
+                wire_dtype=wire,  # type: ignore[arg-type]
+                sign=lambda agent, digest: "f" * 64,
+            )
+        )
+
+    assert n > 1 and size(n) <= chunk
+    assert size(n + 2) > chunk or n == 4096  # the bound is tight: not far below what fits
+    assert rows_per_batch(layout, wire, 4096) == 1  # a row bigger than a message: one per batch  # type: ignore[arg-type]
 
 
 def test_forged_replayed_and_non_finite_rows_are_refused_alone() -> None:

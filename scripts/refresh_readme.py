@@ -10,7 +10,7 @@ Blocks sit between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NA
 - ``default-accuracy``: each default run's held-out accuracy against its majority-class baseline.
 
 Usage: ``.venv/bin/python scripts/refresh_readme.py [--check]`` (``--check``: exit 1 if the README
-differs from a fresh run instead of writing it; the wall-clock line is ignored then).
+differs from a fresh run instead of writing it; wall-clock, run ids and the broker's port are ignored then).
 """
 
 from __future__ import annotations
@@ -115,7 +115,10 @@ def _op(indicator: dict[str, object]) -> str:
 
 
 def _strip_wall_clock(text: str) -> str:
-    return re.sub(r"wall-clock\s+[\d.]+ s", "wall-clock", text)
+    """What differs between two identical runs: wall-clock, the run id's random part, the broker's port."""
+    text = re.sub(r"wall-clock\s+[\d.]+ s", "wall-clock", text)
+    text = re.sub(r"(-s\d+)-[0-9a-f]{8}\b", r"\1-<id>", text)
+    return re.sub(r"mqtt://127\.0\.0\.1:\d+", "mqtt://127.0.0.1:<port>", text)
 
 
 def main() -> int:

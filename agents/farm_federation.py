@@ -202,7 +202,7 @@ class FarmFederation:
         if agent_id is None or agent_id not in self.devices or agent_id in self._updates:
             stats.reject("unexpected")
             return
-        self._updates[agent_id] = received.payload.tensors
+        self._updates[agent_id] = dict(received.payload.tensors)
         self.updates_accepted += 1
         self.model.accepted += 1
 

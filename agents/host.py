@@ -38,11 +38,14 @@ from twin.errors import PayloadError
 from twin.learning.cohort import (
     LocalData,
     Params,
+    StackedData,
     batch_invariant_logits,
-    make_schedule,
+    keyed_schedule,
+    shardable,
     train_cohort_stacked,
 )
 from twin.learning.round_plan import PLAN_SCHEMA, RoundPlan, parse_round_plan
+from twin.parallel import map_shards, shard_bounds
 from twin.rng import SeedStreams
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ COHORT_SIZE = 512
 """Devices trained together in one vmap cohort; updates are published as each cohort finishes, so the
 network sees progress while a host with thousands of devices trains (a device's result does not depend
 on the cohort it trained in)."""
+MIN_SHARD = 32
+"""Fewest devices a shard of a cohort trains on its own thread (fewer: not worth a thread)."""
 
 __all__ = [
     "BATCH_REQUEST_SCHEMA",
@@ -85,6 +90,7 @@ class _FederatedRole:
     trained: set[int] = field(default_factory=set)
     uploaded: set[int] = field(default_factory=set)
     deployed: dict[str, _Deployed] = field(default_factory=dict)
+    stacked: tuple[tuple[str, ...], StackedData] | None = None  # the last cohort's data, padded
 
 
 @dataclass(slots=True)
@@ -263,7 +269,7 @@ class DeviceHost:
         role = self.federated[received.service]
         if received.round_index in role.trained:
             raise PayloadError("duplicate", "global model of a round already trained")
-        role.globals[received.round_index] = received.payload.tensors
+        role.globals[received.round_index] = dict(received.payload.tensors)
         self._maybe_train(received.service, received.round_index)
 
     def _on_resend(self, request: ResendRequest) -> None:
@@ -308,54 +314,113 @@ class DeviceHost:
         }
         for start in range(0, len(mine), self.cohort_size):  # updates leave as each cohort finishes
             cohort = mine[start : start + self.cohort_size]
-            data = [role.data[a] for a in cohort]
-            schedule = make_schedule(
-                [int(d.y.shape[0]) for d in data],
-                epochs=plan.local_epochs,
-                batch_size=plan.batch_size,
-                rngs=[self.seeds.numpy(f"fl/batches/{round_index}/{a}") for a in cohort],
-            )
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # small models: more intra-op threads only add synchronisation
-            try:
-                trained = train_cohort_stacked(
-                    role.net, global_params, data, schedule, lr=plan.lr, proximal_mu=plan.proximal_mu
-                )
-            finally:
-                torch.set_num_threads(threads)
+            self._train_cohort(service, role, plan, global_params, round_index, start, cohort)
             for agent_id in cohort:
                 role.deployed[agent_id] = held
-            if self.pack_updates:
-                self._send_packed(service, round_index, start, cohort, trained)
+
+    def _train_cohort(
+        self,
+        service: str,
+        role: _FederatedRole,
+        plan: RoundPlan,
+        global_params: Params,
+        round_index: int,
+        first: int,
+        cohort: list[str],
+    ) -> None:
+        """Train one cohort (in shards on parallel threads, for the MLP) and publish its updates.
+
+        Each shard trains its devices and, packed, encodes and signs their batches on its own thread;
+        this thread then publishes everything in the cohort's order, so what travels — batches,
+        their ids, bytes and order — is the same however many shards there were. (Training in
+        smaller pieces and publishing each at once, to overlap the transport, measured slower here:
+        the broker then competes with training for the same cores.)
+        """
+        key = tuple(cohort)
+        if role.stacked is None or role.stacked[0] != key:  # the same devices, round after round
+            role.stacked = (key, StackedData.of([role.data[a] for a in cohort]))
+        stacked = role.stacked[1]
+        schedule = keyed_schedule(
+            [int(role.data[a].y.shape[0]) for a in cohort],
+            epochs=plan.local_epochs,
+            batch_size=plan.batch_size,
+            keys=[self.seeds.key(f"fl/batches/{round_index}/{a}") for a in cohort],
+        )
+        per_batch = 1
+        if self.pack_updates:
+            layout = self.exchange.layout(service)
+            per_batch = rows_per_batch(layout, self.exchange.wire_dtype, self.exchange.chunk_bytes)
+        parallel = shardable(role.net, global_params)
+        bounds = (
+            shard_bounds(len(cohort), min_shard=MIN_SHARD, align=per_batch)
+            if parallel
+            else [(0, len(cohort))]
+        )
+
+        def train(a: int, b: int) -> Params:
+            return train_cohort_stacked(
+                role.net,
+                global_params,
+                stacked.rows(a, b),
+                schedule.rows(a, b),
+                lr=plan.lr,
+                proximal_mu=plan.proximal_mu,
+            )
+
+        def shard(a: int, b: int) -> Params | list[tuple[str, bytes, list[str]]]:
+            trained = train(a, b)
+            if not self.pack_updates:
+                return trained
+            return self._encode_packed(service, round_index, first + a, cohort[a:b], trained, per_batch)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small models: intra-op threads only add synchronisation (shards don't)
+        try:
+            results = map_shards(shard, bounds)
+        finally:
+            torch.set_num_threads(threads)
+        for (a, _), result in zip(bounds, results, strict=True):
+            if isinstance(result, list):
+                for topic, payload, agents in result:
+                    self.exchange.publish_encoded(topic, payload)
+                    for agent_id in agents:
+                        self._batch_of[self.topics.update(service, round_index, agent_id)] = topic
+                    self.updates_sent += len(agents)
                 continue
-            for i, agent_id in enumerate(cohort):
-                params = {k: v[i] for k, v in trained.items()}
+            for i, agent_id in enumerate(cohort[a : a + _rows(result)]):
+                params = {k: v[i] for k, v in result.items()}
                 meta = {"round": round_index, "service": service, "agent_id": agent_id, "host": self.host_id}
                 self.exchange.send(self.topics.update(service, round_index, agent_id), params, meta)
                 self.updates_sent += 1
 
-    def _send_packed(
-        self, service: str, round_index: int, first: int, cohort: list[str], trained: Params
-    ) -> None:
-        """A cohort's updates as packed batches, each one MQTT message (no chunks) when a row fits in one."""
-        layout = self.exchange.layout(service)
-        rows = layout.flatten(trained)
-        per_batch = rows_per_batch(layout, self.exchange.wire_dtype, self.exchange.chunk_bytes)
-        for start in range(0, len(cohort), per_batch):
-            agents = cohort[start : start + per_batch]
-            batch_id = f"{self.host_id}.{first + start}"
-            self.exchange.send_batch(
+    def _encode_packed(
+        self,
+        service: str,
+        round_index: int,
+        first: int,
+        agents: list[str],
+        trained: Params,
+        per_batch: int,
+    ) -> list[tuple[str, bytes, list[str]]]:
+        """Devices' updates as packed batches of ``per_batch`` rows (topic, payload, devices); pure.
+
+        A batch is one MQTT message (no chunks) when a row fits in one; its id is the host and the
+        position of its first device in the round's list, so shards name the same batches.
+        """
+        rows = self.exchange.layout(service).flatten(trained)
+        out = []
+        for start in range(0, len(agents), per_batch):
+            part = agents[start : start + per_batch]
+            topic, payload = self.exchange.encode_batch(
                 service,
                 round_index,
-                batch_id,
+                f"{self.host_id}.{first + start}",
                 rows[start : start + per_batch],
-                agents,
+                part,
                 sign=self.credentials.sign,
             )
-            batch_topic = self.topics.update_batch(service, round_index, batch_id)
-            for agent_id in agents:
-                self._batch_of[self.topics.update(service, round_index, agent_id)] = batch_topic
-            self.updates_sent += len(agents)
+            out.append((topic, payload, part))
+        return out
 
     # ---- two-stage inference ---------------------------------------------------------------------
     def _network_document(self, topic: str, payload: bytes, max_bytes: int) -> dict[str, Any]:
@@ -427,6 +492,10 @@ class DeviceHost:
         if doc.get("schema") != BATCH_RESPONSE_SCHEMA or not isinstance(answers, list):
             raise PayloadError("malformed", "inference response has a wrong schema")
         self.inference[service].answered += len(answers)
+
+
+def _rows(stacked: Params) -> int:
+    return int(next(iter(stacked.values())).shape[0])
 
 
 def _before(topics: Topics, topic: str, service: str, round_index: int) -> bool:

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from mesa import Agent
 from torch import nn
-from torch.func import functional_call
 
 from agents.device import Device, DeviceState, RoundTiming
 from broker.json_codec import encode_json
@@ -27,7 +26,7 @@ from twin.auth import sign_document
 from twin.energy import NETWORK
 from twin.kpi import co2_kg, compute_energy_j
 from twin.learning.aggregation import ClientUpdate, Params, Strategy
-from twin.learning.cohort import evaluate
+from twin.learning.cohort import argmax_sharded, evaluate
 from twin.learning.round_plan import ModelSpec, RoundPlan
 from twin.learning.task import TaskData
 from twin.settings import BusConfig, FederatedConfig, QoAISTargets
@@ -322,8 +321,7 @@ class NetworkAgent(Agent):
             y = torch.cat([d.data.y for d in devices])
             self._all_data = (key, x, y, owner, sizes)
         _, x, y, owner, sizes = self._all_data
-        with torch.no_grad():
-            correct = (functional_call(self.net, self.global_params, (x,)).argmax(dim=1) == y).double()
+        correct = (argmax_sharded(self.net, self.global_params, x) == y).double()
         hits = torch.bincount(owner, weights=correct, minlength=len(devices))
         share = (hits.float() / sizes.clamp_min(1).float()).tolist()  # float32, as a per-device mean
         return {

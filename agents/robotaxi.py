@@ -10,7 +10,8 @@ from mesa.experimental.continuous_space import ContinuousSpace
 from agents.device import Device
 from twin.kpi import ComputeProfile
 from twin.learning.cohort import LocalData
-from twin.mobility import HEADINGS, TURN_PROBS, FleetField, StreetFleet, counter_uniforms
+from twin.mobility import HEADINGS, TURN_PROBS, FleetField, StreetFleet
+from twin.rng import counter_uniforms
 
 if TYPE_CHECKING:
     from twin.model import TwinModel

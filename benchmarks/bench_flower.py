@@ -15,9 +15,9 @@ every round (FedAvg), ``--rounds`` (6) rounds.
   ``twin-*``: the same workload as Flower's, federated training only (radio, energy and the world's
   steps still run; the two-stage inference service and telemetry are off, as Flower has neither).
   ``whole-*``: the whole twin, inference ticks (2 a round) and telemetry (1 pass a round) as well.
-- **Floor**: one :func:`twin.learning.cohort.train_cohort` of all clients on that workload, in this
-  process, on one torch thread as a device host trains — the local training every round needs,
-  without any exchange.
+- **Floor**: the local training every round needs, without any exchange: all clients trained once on
+  that workload in this process, on one thread and in shards on every core (as the run's device host
+  trains them, :mod:`twin.parallel`).
 
 Per-round time = wall-clock between the ends of consecutive rounds (Flower: ``aggregate_fit``
 returning; the twin: the round's KPI row), so round 1 (start-up, warm-up) is never counted; a run of
@@ -117,9 +117,14 @@ def run_twin(
     return [b - a for a, b in zip(ends, ends[1:], strict=False)], last
 
 
-def local_floor(args: argparse.Namespace) -> float:
-    """Wall-clock of one ``train_cohort`` of every client on the workload (this process)."""
-    from twin.learning.cohort import LocalData, make_schedule, train_cohort
+def local_floor(args: argparse.Namespace) -> tuple[float, float]:
+    """Wall-clock of training every client on the workload once, in this process.
+
+    Two figures: on one thread, and in shards on every core as the run's device host trains
+    (:mod:`twin.parallel`).
+    """
+    from twin import parallel
+    from twin.learning.cohort import LocalData, StackedData, keyed_schedule, train_cohort_stacked
     from twin.learning.models import MLP, init_params
 
     net = MLP(IN_FEATURES, HIDDEN, CLASSES)
@@ -132,18 +137,23 @@ def local_floor(args: argparse.Namespace) -> float:
         )
         for _ in range(args.clients)
     ]
-    schedule = make_schedule(
-        [args.samples] * args.clients,
-        epochs=1,
-        batch_size=args.batch,
-        rngs=[np.random.default_rng(i) for i in range(args.clients)],
+    schedule = keyed_schedule(
+        [args.samples] * args.clients, epochs=1, batch_size=args.batch, keys=list(range(args.clients))
     )
+    stacked = StackedData.of(data)
+
+    def train(a: int, b: int) -> object:
+        return train_cohort_stacked(net, params, stacked.rows(a, b), schedule.rows(a, b), lr=args.lr)
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a device host trains (and as a run computes)
     try:
         started = time.perf_counter()
-        train_cohort(net, params, data, schedule, lr=args.lr)
-        return time.perf_counter() - started
+        train(0, args.clients)
+        one = time.perf_counter() - started
+        started = time.perf_counter()
+        parallel.map_shards(train, parallel.shard_bounds(args.clients, min_shard=32))
+        return one, time.perf_counter() - started
     finally:
         torch.set_num_threads(threads)
 
@@ -316,7 +326,7 @@ def main() -> None:
     runners["whole-local"] = twin("local", "whole-local", whole=True)
     runners["whole-embedded"] = twin("embedded", "whole-embedded", whole=True)
     rounds: dict[str, list[float]] = {name: [] for name in runners}
-    floors: list[float] = []
+    floors: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         local_floor(args)  # warm-up (vmap tracing, allocator)
         for repeat in range(args.repeats):
@@ -340,11 +350,15 @@ def main() -> None:
             f"simulated round latency {row['round_latency_s']:.2f} s, accuracy {row['accuracy']:.3f}"
         )
     median = {name: statistics.median(times) for name, times in rounds.items()}
-    floor = statistics.median(floors)
+    from twin import parallel
+
+    floor = statistics.median(f[0] for f in floors)
+    sharded = statistics.median(f[1] for f in floors)
     for name, value in median.items():
         print(f"{name:>14}: {value:8.3f} s/round (median of {len(rounds[name])} rounds)")
     print(
-        f"{'floor':>14}: {floor:8.3f} s (one train_cohort of {args.clients} clients, median of {len(floors)})"
+        f"{'floor':>14}: {floor:8.3f} s one thread, {sharded:.3f} s in shards on {parallel.threads()} "
+        f"threads (training {args.clients} clients once, median of {len(floors)})"
     )
     if "flower" in median:
         for name in ("twin-local", "twin-embedded", "whole-local", "whole-embedded"):

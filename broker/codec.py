@@ -42,7 +42,7 @@ _SCALE_SUFFIX = "::scale"
 class ModelPayload:
     """A decoded model message: fp32 tensors, its string metadata, and its content digest."""
 
-    tensors: dict[str, torch.Tensor]
+    tensors: Mapping[str, torch.Tensor]  # a dict, or a packed row's views (broker.update_batch.RowParams)
     metadata: dict[str, str]
     digest: bytes = b""  # SHA-256 of the wire tensors and the metadata without ``auth`` (content_digest)
 

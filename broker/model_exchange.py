@@ -14,7 +14,7 @@ refused as they arrive. What is held while reassembling is bounded per sender an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +33,9 @@ from broker.codec import (
     split_chunks,
 )
 from broker.topics import ModelTopic, Topics, batch_host, parse_model_topic
-from broker.update_batch import Layout, decode_update_batch, encode_update_batch
+from broker.update_batch import DecodedBatch, Layout, decode_update_batch, encode_update_batch
 from twin.errors import PayloadError
+from twin.parallel import map_shards, shard_bounds
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ReceivedBatch:
                 self.service,
                 self.round_index,
                 agent_id,
-                ModelPayload(self.layout.unflatten(row), {}),
+                ModelPayload(self.layout.views(row), {}),
                 row,
             )
             for agent_id, row in self.updates
@@ -130,6 +131,7 @@ class ModelExchange:
         self._resends: dict[str, int] = {}
         self._templates: dict[str, Mapping[str, torch.Tensor]] = {}
         self._layouts: dict[str, Layout] = {}
+        self._predecoded: dict[tuple[str, int], tuple[bytes, DecodedBatch | PayloadError]] = {}
 
     def register_template(self, service: str, template: Mapping[str, torch.Tensor]) -> None:
         """Tensor names and shapes every model of ``service`` must have."""
@@ -186,6 +188,20 @@ class ModelExchange:
         ``sign(agent_id, that device's update topic, row_digest)`` is each device's own tag; a chunked
         batch's manifest is signed by the host (``batch_id``'s host) with this exchange's signer.
         """
+        topic, payload = self.encode_batch(service, round_index, batch_id, rows, agents, sign=sign)
+        return self.publish_encoded(topic, payload)
+
+    def encode_batch(
+        self,
+        service: str,
+        round_index: int,
+        batch_id: str,
+        rows: torch.Tensor,
+        agents: list[str],
+        *,
+        sign: Signer,
+    ) -> tuple[str, bytes]:
+        """The topic and payload :meth:`send_batch` would publish (pure: safe on any thread)."""
         payload = encode_update_batch(
             rows,
             agents,
@@ -198,7 +214,11 @@ class ModelExchange:
                 agent_id, self.topics.update(service, round_index, agent_id), digest
             ),
         )
-        return self._publish_payload(self.topics.update_batch(service, round_index, batch_id), payload)
+        return self.topics.update_batch(service, round_index, batch_id), payload
+
+    def publish_encoded(self, topic: str, payload: bytes) -> int:
+        """Publish a payload of :meth:`encode_batch` (chunked above the limit, kept for resends)."""
+        return self._publish_payload(topic, payload)
 
     def _publish_payload(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
         """Publish an encoded payload whole, or as a (signed) manifest and chunks; keep it for resends."""
@@ -288,6 +308,56 @@ class ModelExchange:
         finally:
             self._count_dropped()
 
+    def predecode(self, messages: Sequence[Message]) -> None:
+        """Decode the packed batches among ``messages`` ahead of :meth:`receive`, on parallel threads.
+
+        Parsing a batch and hashing its rows (most of receiving it) is pure, and hashing releases the
+        interpreter lock, so a pump that drains many batches decodes them in shards first. Only the
+        structure is decoded here: tags, duplicates and every state change stay in :meth:`receive`, in
+        the messages' order. Call :meth:`clear_predecoded` once the messages are handled.
+        """
+        todo: list[tuple[bytes, ModelTopic, str]] = []
+        for message in messages:
+            parsed = parse_model_topic(self.topics, message.topic)
+            if (
+                parsed is not None
+                and parsed.kind == "updates"
+                and parsed.part == "whole"
+                and parsed.service in self._layouts
+            ):
+                todo.append((message.payload, parsed, message.topic))
+        if len(todo) < 2:
+            return
+
+        def decode(a: int, b: int) -> list[DecodedBatch | PayloadError]:
+            out: list[DecodedBatch | PayloadError] = []
+            for payload, parsed, _ in todo[a:b]:
+                try:
+                    out.append(self._decode_batch(parsed.service, parsed.round_index, payload))
+                except PayloadError as exc:
+                    out.append(exc)
+            return out
+
+        shards = map_shards(decode, shard_bounds(len(todo), min_shard=2))
+        results = [r for shard in shards for r in shard]
+        # Keyed by topic and payload object: the same bytes may come again under another topic (a
+        # re-labelled replay), whose service and round the decoding checks.
+        self._predecoded = {(t, id(p)): (p, r) for (p, _, t), r in zip(todo, results, strict=True)}
+
+    def clear_predecoded(self) -> None:
+        """Forget what :meth:`predecode` decoded (its messages are handled)."""
+        self._predecoded = {}
+
+    def _decode_batch(self, service: str, round_index: int, payload: bytes) -> DecodedBatch:
+        layout = self._layouts.get(service)
+        if layout is None:
+            raise PayloadError(
+                "unknown", f"packed updates of {service!r}, a service with no architecture here"
+            )
+        return decode_update_batch(
+            payload, max_bytes=self.max_payload_bytes, layout=layout, service=service, round_index=round_index
+        )
+
     def _receive_model(self, parsed: ModelTopic, message: Message) -> ReceivedModel | ReceivedBatch | None:
         service, round_index = parsed.service, parsed.round_index
         if parsed.kind == "updates" and parsed.agent_id is not None:
@@ -327,7 +397,7 @@ class ModelExchange:
         if payload is None:
             return None
         if parsed.kind == "updates":
-            return self._receive_batch(service, round_index, payload)
+            return self._receive_batch(service, round_index, payload, message.topic)
         model = decode_model(
             payload, max_bytes=self.max_payload_bytes, template=self._templates.get(parsed.service)
         )
@@ -341,16 +411,18 @@ class ModelExchange:
         self._delivered.add(ident)
         return ReceivedModel(parsed.kind, parsed.service, parsed.round_index, parsed.agent_id, model)
 
-    def _receive_batch(self, service: str, round_index: int, payload: bytes) -> ReceivedBatch:
+    def _receive_batch(
+        self, service: str, round_index: int, payload: bytes, batch_topic: str
+    ) -> ReceivedBatch:
         """Decode a packed payload; keep the rows whose device's tag verifies, finite and first seen."""
-        layout = self._layouts.get(service)
-        if layout is None:
-            raise PayloadError(
-                "unknown", f"packed updates of {service!r}, a service with no architecture here"
-            )
-        batch = decode_update_batch(
-            payload, max_bytes=self.max_payload_bytes, layout=layout, service=service, round_index=round_index
-        )
+        ahead = self._predecoded.pop((batch_topic, id(payload)), None)
+        if ahead is not None and ahead[0] is payload:
+            if isinstance(ahead[1], PayloadError):
+                raise ahead[1]
+            batch = ahead[1]
+        else:
+            batch = self._decode_batch(service, round_index, payload)
+        layout = self._layouts[service]
         accepted: list[tuple[str, torch.Tensor]] = []
         for row in batch.rows:
             ident = ("update", service, round_index, row.agent_id)

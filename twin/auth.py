@@ -71,7 +71,7 @@ class RunKeys:
     def agent_key(self, agent_id: str) -> bytes:
         """The HMAC key of a device or host of this run."""
         label = f"twin/v1/{self.run_id}/agent/{agent_id}".encode()
-        return hmac.new(self._root, label, hashlib.sha256).digest()
+        return hmac.digest(self._root, label, "sha256")
 
     def sign(self, topic: str, digest: bytes) -> str:
         """The network's signature (hex) over a message."""
@@ -81,7 +81,7 @@ class RunKeys:
         """Whether ``tag`` is ``sender``'s HMAC over the message (constant-time)."""
         if not isinstance(tag, str):
             return False
-        expected = hmac.new(self.agent_key(sender), signed_bytes(topic, digest), hashlib.sha256).hexdigest()
+        expected = hmac.digest(self.agent_key(sender), signed_bytes(topic, digest), "sha256").hex()
         return hmac.compare_digest(expected, tag)
 
     def credentials(self, agent_ids: Iterable[str] | None = None) -> Credentials:
@@ -121,7 +121,7 @@ class Credentials:
 
     def sign(self, sender: str, topic: str, digest: bytes) -> str:
         """``sender``'s HMAC (hex) over a message; KeyError if this host does not hold ``sender``."""
-        return hmac.new(self.keys[sender], signed_bytes(topic, digest), hashlib.sha256).hexdigest()
+        return hmac.digest(self.keys[sender], signed_bytes(topic, digest), "sha256").hex()
 
     def verify_network(self, topic: str, digest: bytes, tag: object) -> bool:
         """Whether ``tag`` is the network's signature over the message."""

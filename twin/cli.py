@@ -105,6 +105,14 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Use this Ray cluster for --workers (default: local).")
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Threads for the run's array work (default: every core). Never changes a result.",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario; show progress, then its KPI and QoAIS summary and its run directory."""
     from twin.config_file import overrides_with_file, read_config_file, scenario_and_seed
@@ -130,6 +138,7 @@ def run(
         run_id=run_id,
         workers=workers,
         ray_address=ray_address,
+        threads=threads,
     )
     if isinstance(registry.get(scenario), CalculationScenario):
         calc = run_calculation(options)

@@ -42,6 +42,8 @@ from typing import Any, ClassVar, overload
 
 import numpy as np
 
+from twin.rng import counter_uniforms
+
 SEAT = "_mobility_seat"
 """Instance attribute holding ``(fleet, row)`` of an agent seated in a fleet."""
 
@@ -50,25 +52,6 @@ HEADINGS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
 
 TURN_PROBS = np.array([0.6, 0.2, 0.2])
 """At an intersection: straight on, left, right (options the map's edge forbids get no share)."""
-
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-
-
-def counter_uniforms(keys: Any, counters: Any) -> np.ndarray:
-    """Uniforms in [0, 1): draw ``counters[i]`` of the stream keyed ``keys[i]`` (element-wise).
-
-    SplitMix64: the ``counter``-th output of the generator seeded with ``key`` (53 random bits). Pure
-    and vectorised, so draws for any set of agents are one call and equal the agents' own one by one.
-    """
-    key = np.atleast_1d(np.asarray(keys, dtype=np.uint64))
-    count = np.atleast_1d(np.asarray(counters, dtype=np.uint64))
-    z = key + (count + np.uint64(1)) * np.uint64(_GOLDEN)  # arrays: uint64 arithmetic wraps silently
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX2)
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 class FleetField[T]:

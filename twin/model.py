@@ -294,6 +294,15 @@ class TwinModel(Model):
         """
         messages = self.bus.poll(timeout_s)
         started = time.perf_counter()
+        self.exchange.predecode(messages)  # packed updates: parsed and hashed on parallel threads
+        try:
+            self._handle(messages)
+        finally:
+            self.exchange.clear_predecoded()
+        self.handling_s += time.perf_counter() - started
+        return len(messages)
+
+    def _handle(self, messages: list[Message]) -> None:
         for message in messages:
             handler = next(
                 (h for prefix, h in self._routes.items() if message.topic.startswith(prefix)), None
@@ -320,8 +329,6 @@ class TwinModel(Model):
                 network.on_resend_request(received)
             else:
                 self.bus.stats.reject("unknown")
-        self.handling_s += time.perf_counter() - started
-        return len(messages)
 
     def wait_for(
         self,

@@ -21,7 +21,7 @@ optimisation targets into the loss (the paper's objective match).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -138,7 +138,7 @@ class TrainedPredictors:
         return logits.argmax(dim=1)
 
 
-def model_wire_bytes(params: Params, wire_dtype: WireDtype) -> int:
+def model_wire_bytes(params: Mapping[str, torch.Tensor], wire_dtype: WireDtype) -> int:
     """Size of a model message as the project's codec encodes it (safetensors with its envelope)."""
     return len(encode_model(params, {"service": "orchestration"}, wire_dtype))
 

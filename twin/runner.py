@@ -23,6 +23,7 @@ import pandas as pd
 from broker.connect import BusHandle, open_bus
 from broker.topics import Topics, check_segment
 from broker.url import parse_broker_url
+from twin import parallel
 from twin.config import apply_overrides, flatten, to_toml
 from twin.errors import ConfigError, RunAbortedError, TwinError
 from twin.metrics import MetricsExporter
@@ -69,6 +70,8 @@ class RunOptions:
     metrics_port: int | None = None
     workers: int = 0
     ray_address: str | None = None
+    threads: int | None = None
+    """Threads of the run's data-parallel work (:mod:`twin.parallel`; None: every core); never a result."""
 
 
 @dataclass(slots=True)
@@ -177,6 +180,7 @@ class RunSession:
         self.signer = RunSigner()  # signs the meta and statuses (and the last will): twin watch trusts those
         self._handle: BusHandle | None = None
         self._torch_threads = 0  # torch's intra-op threads before open() (restored by close())
+        self._threads: contextlib.AbstractContextManager[None] | None = None  # twin.parallel's, in open()
 
     def open(self) -> TwinModel:
         """Connect the bus (last will: ``aborted``), build the world, announce the run.
@@ -189,6 +193,8 @@ class RunSession:
 
         self._torch_threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        self._threads = parallel.using_threads(self.options.threads)
+        self._threads.__enter__()
         topics = Topics(self.run_id)
         self._handle = open_bus(
             self.options.broker,
@@ -285,6 +291,9 @@ class RunSession:
 
             torch.set_num_threads(self._torch_threads)
             self._torch_threads = 0
+        if self._threads is not None:
+            self._threads.__exit__(None, None, None)
+            self._threads = None
         if status is not None:
             self.status, self.error = status, error
         elif self.status == "running":

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from twin import parallel
 from twin.errors import ConfigError, RunAbortedError
 
 if TYPE_CHECKING:
@@ -209,6 +210,7 @@ class HostWorker:
         from broker.url import parse_broker_url
 
         torch.set_num_threads(1)  # one core per worker: N workers must not oversubscribe the machine
+        parallel.set_threads(1)
         if spec.credentials is None:
             raise ConfigError(f"device host {spec.host_id} has no credentials")
         self.spec = spec

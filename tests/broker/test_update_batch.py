@@ -236,3 +236,96 @@ def test_a_chunked_batch_needs_the_hosts_signed_manifest() -> None:
     bus2, _, receiver2, _ = _setup(chunk_bytes=200)
     assert receiver2.receive(Message(manifest.topic, json.dumps(doc).encode())) is None
     assert receiver2.bus.stats.rejected["forged"] == 1
+
+
+def test_the_batch_payload_is_safetensors_both_ways() -> None:
+    """What the twin writes any safetensors library reads, and what a library writes the twin reads."""
+    import numpy as np
+    from safetensors.numpy import load as np_load
+    from safetensors.numpy import save as np_save
+
+    from broker.update_batch import read_safetensors, safetensors_bytes
+
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    scales = np.array([[1.5], [2.5], [-0.5]], dtype=np.float32)
+    codes = np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
+    ours = safetensors_bytes([("rows", rows), ("scales", scales), ("codes", codes)], {"k": "v"})
+    theirs = np_load(ours)
+    assert set(theirs) == {"rows", "scales", "codes"}
+    assert all(
+        np.array_equal(theirs[k], v) for k, v in (("rows", rows), ("scales", scales), ("codes", codes))
+    )
+    for payload in (ours, np_save({"rows": rows, "codes": codes}, metadata={"k": "v"})):
+        meta, arrays = read_safetensors(payload)
+        assert meta == {"k": "v"}
+        assert np.array_equal(arrays["rows"], rows) and np.array_equal(arrays["codes"], codes)
+        assert not arrays["rows"].flags.writeable  # views of the payload, not copies
+
+
+def _header_payload(header: dict[str, object], data: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+@pytest.mark.parametrize(
+    ("header", "data", "why"),
+    [
+        ({"rows": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8, "dtype"),
+        ({"rows": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, "byte range"),
+        ({"rows": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 12, "end"),
+        ({"rows": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12, "gaps"),
+        (
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\0" * 12,
+            "overlap",
+        ),
+        ({"rows": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8, "shape"),
+        ({"rows": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": 1}}, b"\0" * 8, "not a tensor"),
+        ({"__metadata__": {"k": 1}}, b"", "strings"),
+        ({"rows": {"dtype": "F32", "shape": [2], "data_offsets": [0, 1 << 62]}}, b"\0" * 8, "byte range"),
+    ],
+)
+def test_a_malformed_safetensors_payload_is_refused_with_a_reason(
+    header: dict[str, object], data: bytes, why: str
+) -> None:
+    from broker.update_batch import read_safetensors
+
+    with pytest.raises(PayloadError, match=why) as caught:
+        read_safetensors(_header_payload(header, data))
+    assert caught.value.kind == "malformed"
+    for cut in (b"", b"\x01", (1 << 40).to_bytes(8, "little") + b"{}"):  # short, or a header past the end
+        with pytest.raises(PayloadError):
+            read_safetensors(cut)
+
+
+def test_batches_decoded_ahead_on_threads_give_what_decoding_in_turn_gives() -> None:
+    """``predecode`` (a pump's batches on parallel threads) changes nothing that ``receive`` returns."""
+    from twin import parallel
+
+    results = []
+    for ahead in (False, True):
+        bus, sender, receiver, _ = _setup()
+        for part in range(4):
+            _send(sender, _updates(part))
+            topic = sender.topics.update_batch(SERVICE, 1, "host-a.0")
+            sender.publish_encoded(topic.replace("host-a.0", f"host-a.{10 + part}"), sender._sent[topic][0])
+        bus.publish(sender.topics.update_batch(SERVICE, 1, "host-a.9"), b"not a batch", qos=1)
+        messages = bus.poll()
+        with parallel.using_threads(3):
+            if ahead:
+                receiver.predecode(messages)
+                assert len(receiver._predecoded) == 9  # per topic, though 4 payloads are sent twice
+            got = [receiver.receive(m) for m in messages]
+            receiver.clear_predecoded()
+        results.append((got, dict(bus.stats.rejected)))
+    (plain, plain_rejected), (ahead_got, ahead_rejected) = results
+    assert plain_rejected == ahead_rejected and plain_rejected["malformed"] == 1
+    assert plain_rejected["duplicate"] == 7 * 4  # the same four devices, sent again in 7 more batches
+    for a, b in zip(plain, ahead_got, strict=True):
+        assert type(a) is type(b)
+        if isinstance(a, ReceivedBatch):
+            assert [d for d, _ in a.updates] == [d for d, _ in b.updates]
+            assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a.updates, b.updates, strict=True))

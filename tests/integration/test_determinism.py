@@ -277,3 +277,59 @@ def test_food_cycle_is_the_same_on_every_bus(
     )
     pd.testing.assert_frame_equal(kpis_mqtt, kpis_local, check_exact=True)
     pd.testing.assert_frame_equal(requests_mqtt, requests_local, check_exact=True)
+
+
+def test_threads_never_change_a_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread or three: the same tables (a cohort's shards, batches decoded ahead, the coverage
+    evaluation's blocks all run on threads) and the same packed batches on the wire."""
+    from broker.bus import LocalBus
+    from twin import parallel
+
+    shards: list[int] = []
+    wire: list[tuple[str, bytes]] = []
+    original, publish = parallel.map_shards, LocalBus.publish
+
+    def counting(fn: Any, bounds: Any) -> Any:
+        shards.append(len(bounds))
+        return original(fn, bounds)
+
+    def recording(bus: LocalBus, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        if "/updates/" in topic:
+            wire.append((topic, payload))
+        publish(bus, topic, payload, qos=qos, retain=retain)
+
+    monkeypatch.setattr("agents.host.map_shards", counting)
+    monkeypatch.setattr(LocalBus, "publish", recording)
+    tables, sent, batches = {}, {}, {}
+    for threads in (1, 3):
+        shards.clear()
+        wire.clear()
+        result = run_scenario(
+            RunOptions(
+                "home-health",
+                seed=4,
+                overrides={"devices.count": "120", "fl.clients_per_round": "0.9", "fl.dropout_prob": "0.1"},
+                broker="local",
+                out_dir=tmp_path / str(threads),
+                rounds=3,
+                threads=threads,
+            )
+        )
+        assert result.status == "finished", result.error
+        tables[threads] = {
+            name: pd.read_parquet(result.run_dir / f"{name}.parquet") for name in ("kpi", "requests")
+        }
+        sent[threads] = max(shards)
+        batches[threads] = [_batch(t, p) for t, p in wire]
+    assert sent == {1: 1, 3: 3}  # the host really trained in three shards on three threads
+    for name in ("kpi", "requests"):
+        pd.testing.assert_frame_equal(tables[1][name], tables[3][name], check_exact=True)
+    assert len(batches[1]) > 3 and batches[1] == batches[3]  # the same batches, rows and order
+
+
+def _batch(topic: str, payload: bytes) -> tuple[str, dict[str, str], bytes]:
+    """A packed batch without what differs between runs: the run id, the tags (per-run keys)."""
+    from broker.update_batch import read_safetensors
+
+    meta, arrays = read_safetensors(payload)
+    return topic.split("/ml/")[1], {k: v for k, v in meta.items() if k != "auths"}, arrays["rows"].tobytes()

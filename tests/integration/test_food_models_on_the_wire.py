@@ -40,7 +40,7 @@ SMALL = {
     "devices.history_days": "28",
     "collection.days": "7",
     "fl.rounds": "3",
-    "fl.local_epochs": "5",  # at seed 2 the most accurate variant is pruned, fp32, too big for NB-IoT
+    "fl.local_epochs": "5",
     "compression.max_accuracy_loss": "1",  # every variant is offered
 }
 VARIANTS = "/ml/model-compression/"
@@ -116,14 +116,16 @@ def test_compressed_variants_are_smaller_on_the_wire_and_reported_as_sent(clean:
         assert offered.loc[name, "size_bits"] == 8 * size
     chosen = compression[compression["agent_id"].notna()]
     assert (chosen["size_bits"] == chosen["variant"].map(lambda v: 8 * sizes[v])).all()
-    # Assert: the weaker link (households' 100 kbit/s modems) got a smaller model, measured on the wire
+    # Assert: every device got the most accurate variant its budget fits; the weaker link (households'
+    # 100 kbit/s modems, 0.25 s) never a bigger one than the shops, and within its 0.25 s on the wire.
+    # (Which variant is most accurate depends on the seed's training: int8 often ties fp32.)
     best = offered["accuracy"].max()
     shops, households = chosen[chosen["kind"] == "shop"], chosen[chosen["kind"] == "household"]
-    assert (shops["accuracy"] == best).all() and (households["accuracy"] < best).all()
-    assert households["size_bits"].max() < shops["size_bits"].min()
-    assert (households["download_s"] <= 0.25).all() and offered.loc[
-        shops["variant"], "size_bits"
-    ].min() / 100e3 > 0.25
+    assert (shops["accuracy"] == best).all()
+    assert households["size_bits"].max() <= shops["size_bits"].min()
+    assert (households["download_s"] <= 0.25).all()
+    affordable = offered[offered["size_bits"] <= households["size_bits"].max()]
+    assert (households["accuracy"] == affordable["accuracy"].max()).all()
 
 
 def test_each_device_runs_the_model_it_decoded_from_the_wire(clean: Clean) -> None:

@@ -79,3 +79,74 @@ def test_training_flops_are_about_three_forward_passes() -> None:
     """Forward+backward FLOPs ≈ 3 × forward of an MLP: 3 × 2 × (10·16 + 16·16 + 16·3) = 2784."""
     flops = training_flops_per_sample(MLP(10, 16, 3), 10)
     assert 2000 < flops < 3000
+
+
+def test_keyed_schedule_is_a_shuffle_per_epoch_padded_and_masked() -> None:
+    """Every epoch visits each of a device's samples once; padding is masked; finished devices idle."""
+    from twin.learning.cohort import keyed_schedule
+
+    sizes = [5, 30, 0, 17]
+    s = keyed_schedule(sizes, epochs=2, batch_size=8, keys=[11, 12, 13, 14])
+    assert s.index.shape == (8, 4, 8) and s.mask.shape == (8, 4, 8) and s.active.shape == (8, 4)
+    for d, n in enumerate(sizes):
+        per_epoch = -(-n // 8)
+        assert s.active[:, d].tolist() == [1.0] * (2 * per_epoch) + [0.0] * (8 - 2 * per_epoch)
+        for e in range(2):
+            steps = slice(e * per_epoch, (e + 1) * per_epoch)
+            seen = s.index[steps, d][s.mask[steps, d] > 0].tolist()
+            assert sorted(seen) == list(range(n))  # a permutation of the device's samples
+        assert (s.index[:, d][s.mask[:, d] == 0] == 0).all()
+    first, second = (s.index[0:4, 1][s.mask[0:4, 1] > 0], s.index[4:8, 1][s.mask[4:8, 1] > 0])
+    assert not torch.equal(first, second)  # a new order each epoch
+
+
+def test_a_devices_keyed_schedule_depends_only_on_its_key_and_size() -> None:
+    """Alone or in any cohort, at any position: the same batches (so hosts and workers agree)."""
+    from twin.learning.cohort import keyed_schedule
+
+    alone = keyed_schedule([17], epochs=3, batch_size=4, keys=[99])
+    mixed = keyed_schedule([40, 17, 3], epochs=3, batch_size=4, keys=[1, 99, 2])
+    steps = alone.index.shape[0]
+    assert torch.equal(alone.index[:, 0], mixed.index[:steps, 1])
+    assert torch.equal(alone.mask[:, 0], mixed.mask[:steps, 1])
+    assert (mixed.active[steps:, 1] == 0).all()
+    other = keyed_schedule([17], epochs=3, batch_size=4, keys=[100])
+    assert not torch.equal(alone.index, other.index)
+
+
+def test_shards_of_a_cohort_train_to_the_same_bits_as_the_whole_on_parallel_threads() -> None:
+    """The host trains a cohort in shards on threads: each device's parameters are bit-identical."""
+    from twin import parallel
+    from twin.learning.cohort import StackedData, keyed_schedule, train_cohort_stacked
+
+    net, params, data, sizes = _cohort(40)
+    stacked = StackedData.of(data)
+    schedule = keyed_schedule(sizes, epochs=2, batch_size=8, keys=list(range(40)))
+    whole = train_cohort_stacked(net, params, stacked, schedule, lr=0.1, proximal_mu=0.01)
+    with parallel.using_threads(3):
+        bounds = parallel.shard_bounds(40, min_shard=5, align=3)
+        parts = parallel.map_shards(
+            lambda a, b: train_cohort_stacked(
+                net, params, stacked.rows(a, b), schedule.rows(a, b), lr=0.1, proximal_mu=0.01
+            ),
+            bounds,
+        )
+    assert len(bounds) == 3
+    for name in whole:
+        assert torch.equal(whole[name], torch.cat([p[name] for p in parts]))
+
+
+def test_argmax_sharded_gives_the_same_classes_on_one_thread_or_several() -> None:
+    """The coverage evaluation's forward pass: fixed blocks, so thread count never changes a class."""
+    from twin import parallel
+    from twin.learning.cohort import argmax_sharded
+
+    net, params, _, _ = _cohort(1)
+    x = torch.randn(10_000, 10, generator=torch.Generator().manual_seed(3))
+    with parallel.using_threads(1):
+        one = argmax_sharded(net, params, x, block=512)
+    with parallel.using_threads(3):
+        three = argmax_sharded(net, params, x, block=512)
+    assert torch.equal(one, three)
+    reference = torch.func.functional_call(net, params, (x,)).argmax(dim=1)
+    assert (one == reference).float().mean() > 0.999  # the same model (ties may round apart)

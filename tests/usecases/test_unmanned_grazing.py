@@ -63,7 +63,7 @@ def _run_grazing(
     held: dict[str, SatelliteTwinModel] = {}
     result = run_scenario(
         RunOptions(
-            "unmanned-grazing", seed=5, overrides=overrides, broker="local", out_dir=out, rounds=rounds
+            "unmanned-grazing", seed=3, overrides=overrides, broker="local", out_dir=out, rounds=rounds
         ),
         on_model=lambda m: held.setdefault("model", m),  # type: ignore[arg-type]
     )

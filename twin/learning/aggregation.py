@@ -6,6 +6,7 @@ network agent guarantees the order, so the floating-point sum is the same on eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -20,7 +21,7 @@ class ClientUpdate:
 
     agent_id: str
     n_samples: int
-    params: Params
+    params: Mapping[str, torch.Tensor]
     row: torch.Tensor | None = None
     """``params`` flattened (tensor names sorted, each row-major), when they arrived that way (packed)."""
 
@@ -52,8 +53,10 @@ def weighted_average(updates: list[ClientUpdate]) -> Params:
     if total <= 0:
         raise ValueError("updates carry no samples")
     weights = torch.tensor([u.n_samples / total for u in updates], dtype=torch.float64)
-    rows = torch.stack([u.flat() for u in updates]).to(torch.float64)  # (updates, P): one pass, not P
-    mean = rows.mul_(weights.view(-1, 1)).sum(dim=0).to(torch.float32)
+    mean = torch.zeros(len(updates[0].flat()), dtype=torch.float64)
+    for w, u in zip(weights.tolist(), updates, strict=True):  # one row at a time: no (updates, P) copy
+        mean.add_(u.flat(), alpha=w)
+    mean = mean.to(torch.float32)
     out: Params = {}
     start = 0
     for name in sorted(updates[0].params):

@@ -13,6 +13,7 @@ updates of the current round (τ = 0, ``b_i = w``) this is exactly FedAvg's samp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +37,7 @@ class StaleUpdate:
     agent_id: str
     origin_round: int
     n_samples: int
-    params: Params
+    params: Mapping[str, torch.Tensor]
     base: Params
 
 

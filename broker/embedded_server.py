@@ -47,6 +47,39 @@ MOSQUITTO_ITERATIONS = 101  # mosquitto_passwd's PBKDF2 default
 _AUTH_PLUGIN = "broker.embedded_server.PasswordFileAuth"  # by its import name: the child runs as __main__
 
 
+class Broadcast(dict[str, Any]):
+    """amqtt's record of a message to broadcast, with a short ``repr``.
+
+    amqtt 0.12 formats the record into a debug f-string for every message (``Broker._run_broadcast``)
+    whether debug logging is on or not; with the payload's ``repr`` that cost ≈ 1.5 ms for a 250 kB
+    packed update, most of the broker's CPU in a round of 200 devices (docs/performance.md).
+    """
+
+    def __repr__(self) -> str:
+        data = self.get("data")
+        return f"<message on {self.get('topic')!r}, {len(data) if data is not None else 0} B>"
+
+
+def quiet_broker_class() -> type[Any]:
+    """The amqtt ``Broker`` whose broadcast records are :class:`Broadcast` (same behaviour, cheap logging)."""
+    from amqtt.broker import Broker
+
+    class QuietBroker(Broker):  # type: ignore[misc]
+        async def _broadcast_message(
+            self,
+            session: Session | None,
+            topic: str | None,
+            data: bytes | bytearray | None,
+            force_qos: int | None = None,
+        ) -> None:
+            broadcast = Broadcast(session=session, topic=topic, data=data)
+            if force_qos is not None:
+                broadcast["qos"] = force_qos
+            await self._broadcast_queue.put(broadcast)
+
+    return QuietBroker
+
+
 class BrokerSecurityError(TwinError):
     """The broker would be open to other machines without credentials, or its password/TLS files are bad."""
 
@@ -277,12 +310,10 @@ async def _serve(
     watch: Callable[[], bool] | None,
     config: dict[str, Any],
 ) -> None:
-    from amqtt.broker import Broker
-
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_error)
     try:
-        broker = Broker(config, loop=loop)
+        broker = quiet_broker_class()(config, loop=loop)
         await broker.start()
     except Exception as exc:  # amqtt wraps bind errors in its own exception types
         detail = " ".join(str(exc).split()) or type(exc).__name__

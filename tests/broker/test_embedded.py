@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -88,6 +89,45 @@ def test_messages_travel_through_the_broker_process() -> None:
     finally:
         handle.close()
     assert _wait_until(lambda: not _alive(pid), 5)
+
+
+def test_big_messages_cross_the_broker_intact_and_its_records_log_cheaply() -> None:
+    """Packed updates are ≈ 250 kB: they cross intact, QoS 1, in order; amqtt's per-message debug
+    f-string formats our record, whose repr no longer holds the payload (it cost ≈ 1.5 ms a message)."""
+    from amqtt.broker import Broker
+
+    from broker.embedded_server import Broadcast, quiet_broker_class
+
+    record = Broadcast(session=None, topic="t/x", data=b"\xff" * 300_000)
+    assert len(f"{record}") < 100 and "300000 B" in f"{record}"
+    assert issubclass(quiet_broker_class(), Broker)
+    assert "_broadcast_message" in vars(quiet_broker_class())  # amqtt still has the hook we override
+    assert "_broadcast_message" in vars(Broker)
+    broker = object.__new__(quiet_broker_class())  # the override alone: what it queues
+    broker._broadcast_queue = asyncio.Queue()
+    asyncio.run(broker._broadcast_message(None, "t/y", b"\x00" * 10, force_qos=1))
+    queued = broker._broadcast_queue.get_nowait()
+    assert type(queued) is Broadcast and queued == {
+        "session": None,
+        "topic": "t/y",
+        "data": b"\x00" * 10,
+        "qos": 1,
+    }
+    handle = open_bus("embedded")
+    try:
+        handle.bus.subscribe("twin/v1/test/#")
+        payloads = [bytes([i]) * 250_000 for i in range(8)]
+        for i, payload in enumerate(payloads):
+            handle.bus.publish(f"twin/v1/test/{i}", payload)
+        received: list = []
+        deadline = time.monotonic() + 20
+        while len(received) < len(payloads) and time.monotonic() < deadline:
+            received += handle.bus.poll(0.2)
+        assert [(m.topic, m.payload) for m in received] == [
+            (f"twin/v1/test/{i}", p) for i, p in enumerate(payloads)
+        ]
+    finally:
+        handle.close()
 
 
 def test_port_in_use_is_a_clear_error() -> None:

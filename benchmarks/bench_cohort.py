@@ -1,4 +1,4 @@
-"""Benchmark: cohort (vmap) local training against a loop over devices, same schedule, same process.
+"""Benchmark: batched cohort training against a loop over devices, same schedule, same process.
 
 Run: ``.venv/bin/python benchmarks/bench_cohort.py [--devices 200] [--repeats 3]``. Prints the median
 wall-clock of each and their ratio, and checks both give the same parameters.
@@ -41,24 +41,24 @@ def main() -> None:
     )
     train_cohort(net, params, data[:2], make_schedule([args.samples] * 2, epochs=1, batch_size=16,
                  rngs=[np.random.default_rng(0), np.random.default_rng(1)]), lr=0.1)  # fmt: skip  # warm-up
-    timings: dict[str, list[float]] = {"cohort (vmap)": [], "loop": []}
+    timings: dict[str, list[float]] = {"cohort (batched)": [], "loop": []}
     results = {}
     for _ in range(args.repeats):
-        for name, trainer in (("cohort (vmap)", train_cohort), ("loop", train_loop)):
+        for name, trainer in (("cohort (batched)", train_cohort), ("loop", train_loop)):
             started = time.perf_counter()
             results[name] = trainer(net, params, data, schedule, lr=0.1)
             timings[name].append(time.perf_counter() - started)
-    cohort, loop = (statistics.median(timings[k]) for k in ("cohort (vmap)", "loop"))
+    cohort, loop = (statistics.median(timings[k]) for k in ("cohort (batched)", "loop"))
     diff = max(
         float((a[k] - b[k]).abs().max())
-        for a, b in zip(results["cohort (vmap)"], results["loop"], strict=True)
+        for a, b in zip(results["cohort (batched)"], results["loop"], strict=True)
         for k in a
     )
     print(
         f"{args.devices} devices × {args.samples} samples, 2 epochs, batch 16, torch threads "
         f"{torch.get_num_threads()}"
     )
-    print(f"cohort (vmap): {cohort:.3f} s   loop: {loop:.3f} s   speed-up: {loop / cohort:.1f}×")
+    print(f"cohort (batched): {cohort:.3f} s   loop: {loop:.3f} s   speed-up: {loop / cohort:.1f}×")
     print(f"largest parameter difference: {diff:.2e}")
 
 

@@ -188,6 +188,8 @@ class RunSession:
         The run keeps torch to one intra-op thread until :meth:`close`: its tensors are small (a few
         thousand rows at most), and it shares the cores with the broker and the device hosts, where
         threads that spin-wait for a busy core made a forward pass 3–10× slower (docs/performance.md).
+        Its data-parallel work uses :mod:`twin.parallel`'s shard threads instead (``RunOptions.threads``,
+        every core by default), which never change a result.
         """
         import torch
 

@@ -377,6 +377,10 @@ class DiagnosisService:
         model.route(f"{model.topics.service_root(service)}/request", self._on_message)
         model.services.append(self)
 
+    def set_members(self, members: dict[str, set[str]]) -> None:
+        """Which host holds which terminals (when the terminals move to ``--workers``)."""
+        self.members = {h: set(a) for h, a in members.items() if a}
+
     def start(self) -> None:
         """Schedule the first tick."""
         self.model.schedule_event(self.tick, at=self.config.start_s)

@@ -90,7 +90,7 @@ class _FederatedRole:
     trained: set[int] = field(default_factory=set)
     uploaded: set[int] = field(default_factory=set)
     deployed: dict[str, _Deployed] = field(default_factory=dict)
-    stacked: tuple[tuple[str, ...], StackedData] | None = None  # the last cohort's data, padded
+    stacked: tuple[list[LocalData], StackedData] | None = None  # the last cohort's data, padded
 
 
 @dataclass(slots=True)
@@ -336,10 +336,18 @@ class DeviceHost:
         smaller pieces and publishing each at once, to overlap the transport, measured slower here:
         the broker then competes with training for the same cores.)
         """
-        key = tuple(cohort)
-        if role.stacked is None or role.stacked[0] != key:  # the same devices, round after round
-            role.stacked = (key, StackedData.of([role.data[a] for a in cohort]))
-        stacked = role.stacked[1]
+        # The same devices' same data, round after round. The cache holds the data objects it was made
+        # from and is used only while every device still has exactly those (a terminal re-training on
+        # recent cases replaces its data): a stale copy is never trained on.
+        sources = [role.data[a] for a in cohort]
+        cached = role.stacked
+        if (
+            cached is None
+            or len(cached[0]) != len(sources)
+            or any(old is not new for old, new in zip(cached[0], sources, strict=True))
+        ):
+            cached = role.stacked = (sources, StackedData.of(sources))
+        stacked = cached[1]
         schedule = keyed_schedule(
             [int(role.data[a].y.shape[0]) for a in cohort],
             epochs=plan.local_epochs,

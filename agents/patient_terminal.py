@@ -8,15 +8,22 @@ case, so that only desensitised fields and standardised features leave, in one s
 Confirmed diagnoses of labelled cases travel with them (a clinician's confirmation). In federated mode
 the host also keeps each terminal's training window up to date for the federated device host it sits
 beside (same process, same side), following the model-management policy the network publishes.
+
+The terminals' side is described by a :class:`TerminalPart` (their cases, histories and the data
+service's settings) and built where the terminals run: as one host in the run's process, or split among
+the device-host workers of ``--workers`` (:mod:`twin.workers`), each worker's part feeding the training
+windows of the devices its own device host trains. A terminal's desensitisation, near-duplicate memory
+and training window depend on that terminal only, and the network sorts the cases it receives by
+terminal, so the split changes no result.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +38,10 @@ from twin.auth import Credentials, json_digest, sign_document
 from twin.errors import PayloadError
 from twin.kpi import ComputeProfile
 from twin.learning.cohort import LocalData
-from twin.services.data_management import DataCollector
+from twin.services.data_management import DataCollector, DataServiceConfig, RecordSchema
+
+if TYPE_CHECKING:
+    from twin.workers import PartContext
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +126,61 @@ class TerminalCases:
 def encode_features(x: np.ndarray) -> str:
     """Standardised features as they travel: base64 of little-endian float32."""
     return base64.b64encode(np.asarray(x, dtype="<f4").tobytes()).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalPart:
+    """The patient terminals' side for some terminals, as data (:class:`twin.workers.WorkerPart`)."""
+
+    service: str
+    """The diagnosis service (its ticks, the batches it expects, its answers)."""
+    policy_topic: str
+    """Where model management publishes its re-training policy (which cases the terminals train on)."""
+    schema: RecordSchema
+    """The case records' fields (identifiers, quasi-identifiers, features) for the data service."""
+    data: DataServiceConfig
+    """The data service's settings (each host's :class:`DataCollector` is built from them)."""
+    cases: Mapping[str, TerminalCases]
+    """Terminal → the cases it will collect."""
+    history: Mapping[str, LocalData]
+    """Terminal → its labelled cases before the run (the start of its training window)."""
+    training_window: int
+    """Most recent labelled cases a terminal trains on."""
+    federated_service: str | None
+    """The federated service whose device-side data the terminals keep up to date (None: central)."""
+
+    @property
+    def device_ids(self) -> Collection[str]:
+        """The terminals it holds."""
+        return self.cases.keys()
+
+    def split(self, devices: Collection[str]) -> TerminalPart | None:
+        """The same side for ``devices`` only (None when none of them is a terminal of it)."""
+        wanted = set(devices)
+        cases = {a: c for a, c in self.cases.items() if a in wanted}
+        if not cases:
+            return None
+        return replace(self, cases=cases, history={a: self.history[a] for a in cases})
+
+    def build(self, ctx: PartContext) -> TerminalHost:
+        """The terminal host of these terminals, beside the device host that trains them (federated)."""
+        federated = None
+        if self.federated_service is not None:
+            if ctx.devices is None:
+                raise ValueError("federated terminals need their device host (the devices' training data)")
+            federated = (ctx.devices, self.federated_service)
+        return TerminalHost(
+            host_id=ctx.host_id,
+            bus=ctx.bus,
+            topics=ctx.topics,
+            credentials=ctx.credentials,
+            service=self.service,
+            policy_topic=self.policy_topic,
+            collector=DataCollector(self.schema, self.data),
+            cases=self.cases,
+            windows={a: TrainingWindow(self.history[a], self.training_window) for a in self.cases},
+            federated=federated,
+        )
 
 
 class TerminalHost:

@@ -9,6 +9,13 @@ network runs blocks ``k..L-1`` with the **same model version** (its cluster agen
 in one batch per (cluster, version, k), and answers each host once. Latency and energy are the twin's:
 modelled from FLOPs, bits, rates, the edge's load and HARQ retransmissions; accuracy is scored against
 the true label, which never leaves the twin.
+
+The robots' side is described by a :class:`SplitInferencePart` (their frames, the CNN's architecture,
+each robot's cluster) and built where the robots run: beside the device host of the run's process, or
+split among the device-host workers of ``--workers`` (:mod:`twin.workers`), each worker's part reading
+the models its own device host received. A robot's head depends only on the robot (fixed-size row
+blocks, :func:`twin.learning.cnn.run_blocks`) and the network orders requests by robot, so the split
+changes no result.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import base64
 import binascii
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +54,7 @@ from twin.services.split_inference import (
 
 if TYPE_CHECKING:
     from twin.model import TwinModel
+    from twin.workers import PartContext
 
 TICK_SCHEMA = "twin.split.tick.v1"
 REQUEST_SCHEMA = "twin.split.request.v1"
@@ -86,6 +95,7 @@ class SplitInferenceDevices:
     ) -> None:
         self.host = host
         self.host_id = host.host_id
+        """The host it answers as: its device host's (one key per host, requests signed with it)."""
         self.service = service
         self.net = net
         self.model_service = dict(model_service)
@@ -96,10 +106,14 @@ class SplitInferenceDevices:
         self._tick_topic = topics.tick(service)
         self._response_topic = topics.response(service, self.host_id)
 
+    def subscriptions(self) -> tuple[str, ...]:
+        """This service's ticks and the answers addressed to this host."""
+        return (self._tick_topic, self._response_topic)
+
     def subscribe(self, subscribe: Callable[[str], None]) -> None:
         """Subscribe to this service's ticks and to the answers addressed to this host."""
-        subscribe(self._tick_topic)
-        subscribe(self._response_topic)
+        for topic_filter in self.subscriptions():
+            subscribe(topic_filter)
 
     def handles(self, topic: str) -> bool:
         """Ticks of the service and answers to this host."""
@@ -174,6 +188,49 @@ class SplitInferenceDevices:
         return [out[a] for a in sorted(out)]
 
 
+@dataclass(frozen=True, slots=True)
+class SplitInferencePart:
+    """The robots' side of split inference for some robots, as data (:class:`twin.workers.WorkerPart`)."""
+
+    service: str
+    """The split-inference service (its ticks, the batches it expects)."""
+    net: torch.nn.Sequential
+    """The CNN's architecture (the parameters are those each robot's device host received)."""
+    model_service: dict[str, str]
+    """Robot → the federated service (its cluster) whose global model it runs."""
+    frames: dict[str, torch.Tensor]
+    """Robot → the frames its camera sees, one per tick in turn."""
+
+    @property
+    def device_ids(self) -> Collection[str]:
+        """The robots it holds."""
+        return self.frames.keys()
+
+    def split(self, devices: Collection[str]) -> SplitInferencePart | None:
+        """The same side for ``devices`` only (None when none of them is a robot of it)."""
+        wanted = set(devices)
+        frames = {a: f for a, f in self.frames.items() if a in wanted}
+        if not frames:
+            return None
+        return replace(self, frames=frames, model_service={a: self.model_service[a] for a in frames})
+
+    def build(self, ctx: PartContext) -> SplitInferenceDevices:
+        """The robots' side on ``ctx``'s device host, running the models those robots received there."""
+        if ctx.devices is None:
+            raise ValueError("the robots' split inference needs their device host (their models)")
+        if ctx.devices.host_id != ctx.host_id:
+            raise ValueError(
+                f"split inference answers as its device host {ctx.devices.host_id}, not {ctx.host_id}"
+            )
+        return SplitInferenceDevices(
+            ctx.devices,
+            service=self.service,
+            net=self.net,
+            model_service=self.model_service,
+            frames=self.frames,
+        )
+
+
 class LiveSplitInference:
     """The network side: choose split points, tick, run the tails, answer, record each request."""
 
@@ -211,6 +268,11 @@ class LiveSplitInference:
         self._waiting = False
         model.route(f"{model.topics.service_root(service)}/request", self._on_message)
         model.services.append(self)
+
+    def set_members(self, members: dict[str, set[str]]) -> None:
+        """Which host holds which robots (when the robots move to ``--workers``)."""
+        self.members = {h: set(a) for h, a in members.items() if a}
+        self._host_of = {a: h for h, ids in self.members.items() for a in ids}
 
     def start(self, at_s: float) -> None:
         """Schedule the first control-loop tick."""

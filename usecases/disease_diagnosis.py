@@ -16,8 +16,13 @@ cases and re-trains edge and core.
 What it simplifies: a clinician's confirmation of a diagnosis arrives with the case (no delay); the
 core model is trained by the twin's network side on the edge's pooled cases (the edge→core hop is
 modelled — rate, delay, energy — not carried over MQTT); features are ten numbers, not images; the
-terminals do not infer (the paper's devices may); the devices' side runs in the run's process only
-(``--workers`` is not supported by this scenario).
+terminals do not infer (the paper's devices may).
+
+Where the terminals run: their side (desensitisation, the batches of cases, their training windows and
+federated training) is one host in the run's process, or, with ``--workers N``, split among N Ray
+device hosts (:mod:`twin.workers`), each holding its terminals' cases, collectors and training windows
+beside the device host that trains them; the diagnosis service is told which worker holds which
+terminals. Every table is the same for any number of workers.
 
 QoAIS targets — the paper gives needs, not numbers (§2.3.6.3-4): desensitised before upload → privacy
 level 3 (data, diagnosis and training services: the paper's own design trains at the edge on the
@@ -36,12 +41,12 @@ undetected — then nothing is re-trained, the core model keeps its pre-drift tr
 service accuracy ends just under its target. That is the monitor's threshold meeting a smaller drop,
 not a fault; lower ``management.drop_threshold`` to catch it.
 
-Default verdicts (seed 0): the federated training and model management miss their 0.8 by a little.
-After the drift at 300 s the six re-training rounds hover at the target (held-out 0.807, 0.803, 0.805,
-then 0.793 in the last round; the re-trained model 0.779 on recent cases), so which side the last round
-lands on moves with the seed and the devices' minibatch order: seeds 1–4 miss too (seed 1 on the
-variance of the last five rounds, 0.004 > 0.001), and with the minibatch order of earlier releases seed
-0 passed while seeds 1 and 2 missed.
+Default verdicts (seed 0): after the drift at 300 s the six re-training rounds climb back past the
+target (held-out 0.756, 0.781, 0.807, 0.845, 0.856, then 0.885 in the last round; the re-trained model
+0.902 on recent cases), so model management passes, while the training misses its robustness target: its
+accuracy is still climbing over the last five rounds (variance 0.0013 > 0.001). Seeds 1–4 miss targets
+too, each its own (seeds 1 and 3: the monitor never catches the drift; seed 4: the training ends at
+0.788).
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from agents.diagnosis import (
     ModelManagementService,
     train_central,
 )
-from agents.patient_terminal import PatientTerminal, TerminalCases, TerminalHost, TrainingWindow
+from agents.patient_terminal import PatientTerminal, TerminalCases, TerminalPart, TrainingWindow
 from twin.config import check_positive, check_range
 from twin.errors import ConfigError
 from twin.kpi import ComputeProfile
@@ -72,7 +77,6 @@ from twin.model import TwinModel
 from twin.radio import RadioConfig
 from twin.services.cascade import CascadeConfig, CascadeTargets
 from twin.services.data_management import (
-    DataCollector,
     DataServiceConfig,
     DataServiceLedger,
     DataServiceTargets,
@@ -81,7 +85,7 @@ from twin.services.data_management import (
 from twin.services.model_management import ModelManagementConfig, ModelManagementTargets
 from twin.settings import AreaConfig, BusConfig, CarbonConfig, FederatedConfig, LinkConfig, QoAISTargets
 from usecases import disease_diagnosis_data as dd
-from usecases.common import add_base_stations, local_host, new_model
+from usecases.common import add_base_stations, add_device_side, local_host, new_model
 from usecases.registry import AgentScenario, BuildContext, register
 
 TRAINING = "diagnosis-training"
@@ -209,8 +213,6 @@ def _features(records: list[dict[str, object]]) -> torch.Tensor:
 
 def build(config: DiseaseDiagnosisConfig, ctx: BuildContext) -> TwinModel:
     """Create the world: cells, terminals with their cases, the edge trainer, the services."""
-    if ctx.hosting != "local":
-        raise ConfigError("disease-diagnosis runs its terminals in the run's process: drop --workers")
     model = new_model("disease-diagnosis", config, replace(ctx, rounds_limit=None))
     add_base_stations(model, config)
     pop, cascade = config.devices, config.cascade
@@ -373,21 +375,17 @@ def build(config: DiseaseDiagnosisConfig, ctx: BuildContext) -> TwinModel:
     if drift_at is not None:
         trainer.drifted_task = tasks[True]
         model.schedule_event(trainer.population_drifted, at=drift_at)
-    host = TerminalHost(
-        host_id=TERMINAL_HOST,
-        bus=model.bus,
-        topics=model.topics,
-        credentials=model.keys.credentials(),
+    terminals = TerminalPart(
         service=DIAGNOSIS,
         policy_topic=management.policy_topic,
-        collector=DataCollector(dd.SCHEMA, config.data),
+        schema=dd.SCHEMA,
+        data=config.data,
         cases=streams,
-        windows={a: TrainingWindow(history[a], pop.training_window) for a in ids},
-        federated=(device_host, TRAINING) if config.training.mode == "federated" else None,
+        history=history,
+        training_window=pop.training_window,
+        federated_service=TRAINING if config.training.mode == "federated" else None,
     )
-    for topic in host.subscriptions():
-        model.subscribe(topic)
-    model.add_host(host)
+    add_device_side(model, terminals, host_id=TERMINAL_HOST)
     trainer.begin_campaign(1.0)
     service.start()
     return model

@@ -150,3 +150,32 @@ def test_argmax_sharded_gives_the_same_classes_on_one_thread_or_several() -> Non
     assert torch.equal(one, three)
     reference = torch.func.functional_call(net, params, (x,)).argmax(dim=1)
     assert (one == reference).float().mean() > 0.999  # the same model (ties may round apart)
+
+
+def test_a_cnn_devices_result_does_not_depend_on_its_cohort() -> None:
+    """The ``vmap`` path (any model but the MLP) steps fixed blocks of devices: a device trains to the
+    same bits alone, among 3 or among 7 (a batched convolution rounds by its batch size otherwise)."""
+    from twin.learning.cnn import IMAGE_PIXELS, SmallCNN
+    from twin.learning.cohort import keyed_schedule, train_cohort_stacked
+    from twin.learning.models import init_params as init
+
+    net = SmallCNN(3, (4, 4, 4), 8)
+    params = init(net, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    data = [LocalData(torch.rand(12, IMAGE_PIXELS, generator=g), torch.randint(0, 3, (12,), generator=g))]
+    data *= 7
+    keys = list(range(7))
+
+    def robot_3(n: int, at: int) -> dict[str, torch.Tensor]:
+        """Device with key 3 trained at position ``at`` of a cohort of ``n``."""
+        order = [k for k in keys if k != 3][: n - 1]
+        order.insert(at, 3)
+        schedule = keyed_schedule([12] * n, epochs=1, batch_size=4, keys=order)
+        out = train_cohort_stacked(net, params, data[:n], schedule, lr=0.1)
+        return {k: v[at] for k, v in out.items()}
+
+    alone = robot_3(1, 0)
+    for n, at in ((3, 1), (7, 5), (7, 0)):
+        other = robot_3(n, at)
+        assert all(torch.equal(alone[k], other[k]) for k in alone), (n, at)
+    assert any(not torch.equal(alone[k], params[k]) for k in params)  # it trained

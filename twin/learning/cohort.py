@@ -216,24 +216,60 @@ def train_cohort_stacked(
         views = dict(zip(names, flat.split(sizes, dim=1), strict=True))
         mlp = {k: views[k].view(n_dev, *global_params[k].shape) for k in global_params}
         return _train_mlp(layers, mlp, anchor, x_all, y_all, schedule, lr=lr, mu=proximal_mu)
-    params = {
-        k: v.detach().unsqueeze(0).repeat(n_dev, *([1] * v.ndim)).clone() for k, v in global_params.items()
-    }
-    rows = torch.arange(n_dev).unsqueeze(1)
+    blocks = [
+        _train_vmap_block(
+            model, anchor, stacked, schedule, start, min(n_dev, start + VMAP_BLOCK), lr, proximal_mu
+        )
+        for start in range(0, n_dev, VMAP_BLOCK)
+    ]
+    return {k: torch.cat([b[k] for b in blocks]) for k in global_params}
+
+
+VMAP_BLOCK = 4
+"""Devices a ``vmap`` step computes together: always this many (the last block padded), because a
+batched convolution's rounding depends on how many devices it batches — without fixed blocks a device's
+result would depend on its cohort (and so on how many workers share the devices)."""
+
+
+def _train_vmap_block(
+    model: nn.Module,
+    anchor: Params,
+    stacked: StackedData,
+    schedule: Schedule,
+    start: int,
+    end: int,
+    lr: float,
+    mu: float,
+) -> Params:
+    """Devices ``start…end-1`` trained with ``vmap(grad(loss))``, padded to :data:`VMAP_BLOCK` devices.
+
+    Padding devices have zero data and no active step: they never change, and their rows are dropped.
+    """
+    k, pad = end - start, VMAP_BLOCK - (end - start)
+    x_all, y_all, sched = stacked.x[start:end], stacked.y[start:end], schedule.rows(start, end)
+    index, mask, active = sched.index, sched.mask, sched.active
+    if pad:
+        x_all = torch.cat([x_all, x_all.new_zeros(pad, *x_all.shape[1:])])
+        y_all = torch.cat([y_all, y_all.new_zeros(pad, *y_all.shape[1:])])
+        index = torch.cat([index, index.new_zeros(index.shape[0], pad, *index.shape[2:])], dim=1)
+        mask = torch.cat([mask, mask.new_zeros(mask.shape[0], pad, *mask.shape[2:])], dim=1)
+        active = torch.cat([active, active.new_zeros(active.shape[0], pad)], dim=1)
+    n = VMAP_BLOCK
+    params = {key: v.detach().unsqueeze(0).repeat(n, *([1] * v.ndim)).clone() for key, v in anchor.items()}
+    rows = torch.arange(n).unsqueeze(1)
 
     def loss_one(p: Params, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return _loss(model, p, anchor, x, y, m, proximal_mu)
+        return _loss(model, p, anchor, x, y, m, mu)
 
     grad_all = vmap(grad(loss_one))
-    for s in range(schedule.index.shape[0]):
-        idx = schedule.index[s]
-        xb, yb, mb = x_all[rows, idx], y_all[rows, idx], schedule.mask[s]
-        grads = grad_all(params, xb, yb, mb)
-        step = (lr * schedule.active[s]).view(n_dev, *([1] * 0))
-        for k in params:
-            shape = (n_dev,) + (1,) * (params[k].ndim - 1)
-            params[k] = params[k] - step.view(shape) * grads[k]
-    return params
+    for s in range(index.shape[0]):
+        idx = index[s]
+        grads = grad_all(params, x_all[rows, idx], y_all[rows, idx], mask[s])
+        step = lr * active[s]
+        for key in params:
+            shape = (n,) + (1,) * (params[key].ndim - 1)
+            params[key] = params[key] - step.view(shape) * grads[key]
+    return {key: v[:k] for key, v in params.items()}
 
 
 def shardable(model: nn.Module, params: Params) -> bool:

@@ -3,7 +3,8 @@
 A local Ray cluster is started once for the module; each run places its devices on N Ray actors that
 talk to the run's embedded broker like any external device would. Besides home-health, the scenarios
 whose devices have sides of their own (the classroom's terminals, the food organisations' ledgers and
-on-device forecasts) and the herd-health store-and-forward + model-sharing farm run on workers too.
+on-device forecasts, the patient terminals, the robots' split inference and per-cluster training) and
+the herd-health store-and-forward + model-sharing farm run on workers too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from agents.diagnosis import DiagnosisService, ModelManagementService
 from twin.runner import RunOptions, RunSession, run_scenario
 
 ray = pytest.importorskip("ray")
@@ -23,10 +25,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 SMALL = {"devices.count": "12", "inference.interval_s": "4"}
 
-# scenario → (seed, rounds, overrides): a few devices and rounds; seed 5 of unmanned-grazing has updates
-# stored and forwarded in its first rounds, and sharing.min_accuracy=0 makes the second farm reuse a model.
-NEW_SCENARIOS: dict[str, tuple[int, int | None, dict[str, str]]] = {
+# case → (scenario, seed, rounds, overrides): a few devices and rounds; seed 5 of unmanned-grazing has
+# updates stored and forwarded in its first rounds, and sharing.min_accuracy=0 makes the second farm reuse a
+# model; disease-diagnosis drifts early enough to re-train on the workers.
+DIAGNOSIS_SMALL = {
+    "devices.count": "20",
+    "cascade.ticks": "26",
+    "cascade.start_s": "40",
+    "drift.at_s": "160",
+    "drift.magnitude": "3",
+    "management.window_cases": "160",
+}
+NEW_SCENARIOS: dict[str, tuple[str, int, int | None, dict[str, str]]] = {
     "unmanned-grazing": (
+        "unmanned-grazing",
         5,
         4,
         {
@@ -37,8 +49,9 @@ NEW_SCENARIOS: dict[str, tuple[int, int | None, dict[str, str]]] = {
             "sharing.min_accuracy": "0",
         },
     ),
-    "virtual-classroom": (2, 2, {"devices.count": "12", "fl.clients_per_round": "0.5"}),
+    "virtual-classroom": ("virtual-classroom", 2, 2, {"devices.count": "12", "fl.clients_per_round": "0.5"}),
     "food-cycle": (
+        "food-cycle",
         2,
         None,
         {
@@ -48,6 +61,19 @@ NEW_SCENARIOS: dict[str, tuple[int, int | None, dict[str, str]]] = {
             "collection.days": "7",
             "fl.rounds": "3",
         },
+    ),
+    "industrial-robots": (
+        "industrial-robots",
+        5,
+        2,
+        {"devices.count": "6", "devices.test_samples": "80", "devices.samples_max": "80"},
+    ),
+    "disease-diagnosis-federated": ("disease-diagnosis", 5, None, DIAGNOSIS_SMALL),
+    "disease-diagnosis-central": (
+        "disease-diagnosis",
+        5,
+        None,
+        {**DIAGNOSIS_SMALL, "training.mode": "central"},
     ),
 }
 TABLES = ("kpi", "requests", "events")
@@ -97,14 +123,14 @@ def test_a_worker_that_dies_ends_the_run_aborted_with_its_rounds_kept(tmp_path: 
     assert (result.run_dir / "kpi.parquet").exists()
 
 
-@pytest.mark.parametrize("scenario", NEW_SCENARIOS)
+@pytest.mark.parametrize("case", NEW_SCENARIOS)
 def test_new_scenarios_write_the_same_tables_with_their_devices_on_2_workers(
-    tmp_path: Path, scenario: str
+    tmp_path: Path, case: str
 ) -> None:
     """Every device side of the scenario runs on the workers (no host left in the run's process, each
     service told which worker holds which devices), and every table is bit-identical to the in-process run."""
     # Execute
-    seed, rounds, overrides = NEW_SCENARIOS[scenario]
+    scenario, seed, rounds, overrides = NEW_SCENARIOS[case]
     models: list[Any] = []  # the run's model, in-process then on workers
     runs = {
         n: run_scenario(
@@ -115,7 +141,7 @@ def test_new_scenarios_write_the_same_tables_with_their_devices_on_2_workers(
                 out_dir=tmp_path / str(n),
                 rounds=rounds,
                 workers=n,
-                run_id=f"{scenario}-workers",  # the events name their run
+                run_id=f"{case}-workers",  # the events name their run
             ),
             on_model=models.append,
         )
@@ -131,7 +157,7 @@ def test_new_scenarios_write_the_same_tables_with_their_devices_on_2_workers(
     # Assert: identical tables and service summaries
     for table in TABLES:
         frames = [pd.read_parquet(runs[n].run_dir / f"{table}.parquet") for n in (0, 2)]
-        pd.testing.assert_frame_equal(frames[1], frames[0], check_exact=True, obj=f"{scenario} {table}")
+        pd.testing.assert_frame_equal(frames[1], frames[0], check_exact=True, obj=f"{case} {table}")
     assert runs[2].summary["services"] == runs[0].summary["services"]
     # Assert: what the workers did is in those tables
     requests = pd.read_parquet(runs[2].run_dir / "requests.parquet")
@@ -140,5 +166,39 @@ def test_new_scenarios_write_the_same_tables_with_their_devices_on_2_workers(
         assert set(requests["way"]) == {"reuse", "scratch"} and (requests["updates"] > 0).all()
     elif scenario == "virtual-classroom":
         assert (requests["service"] == "virtual-teacher").sum() > 0
-    else:
+    elif scenario == "food-cycle":
         assert requests["installed"].eq(True).any()  # forecasts made on the devices, on the workers
+    elif scenario == "industrial-robots":  # every cluster trained, robots inferred and split
+        assert set(runs[2].kpis["service"]) == {"defects-step-1", "defects-step-2", "defects-step-3"}
+        assert runs[2].kpis.accepted.sum() > 0
+        control = requests[requests["service"] == "control-inference"]
+        assert len(control) > 0 and (control["split_point"] < 5).any()
+    else:  # disease-diagnosis: cases diagnosed; federated, the drift re-trained on the workers
+        (service,) = [s for s in on_workers.services if isinstance(s, DiagnosisService)]
+        assert set(service.members) == {"worker-0", "worker-1"}
+        assert (requests["service"] == "diagnosis").sum() > 0
+        (management,) = [s for s in on_workers.services if isinstance(s, ModelManagementService)]
+        if case.endswith("federated"):
+            assert any(r["retrain_started"] for r in management.records)
+            assert management.trainer.campaigns >= 2
+
+
+def test_a_full_robot_fleet_trains_the_same_models_on_2_workers(tmp_path: Path) -> None:
+    """With 8 robots per cluster (cohorts of 8 in-process, 4 on each worker) the KPI rows are identical:
+    the CNN's training steps fixed blocks of devices, so no robot's result depends on its cohort."""
+    runs = [
+        run_scenario(
+            RunOptions(
+                "industrial-robots",
+                seed=0,
+                overrides={"devices.count": "24"},
+                out_dir=tmp_path / str(n),
+                rounds=3,
+                workers=n,
+                run_id="industrial-robots-fleet",
+            )
+        )
+        for n in (0, 2)
+    ]
+    assert [r.status for r in runs] == ["finished", "finished"], [r.error for r in runs]
+    pd.testing.assert_frame_equal(runs[1].kpis, runs[0].kpis, check_exact=True)

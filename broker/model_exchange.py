@@ -318,6 +318,8 @@ class ModelExchange:
         """
         todo: list[tuple[bytes, ModelTopic, str]] = []
         for message in messages:
+            if "/updates/" not in message.topic:  # most of a pump's messages: not worth parsing here
+                continue
             parsed = parse_model_topic(self.topics, message.topic)
             if (
                 parsed is not None
